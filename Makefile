@@ -1,0 +1,42 @@
+# ticker-monitor — the two commands are `make run` and `make test`; both set up .venv when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= config/monitor.toml
+
+.PHONY: run test lint typecheck unit bench clean help
+
+help:
+	@echo "make run    - set up .venv and run the daemon on $(CONFIG)"
+	@echo "make test   - set up .venv, then ruff, mypy and pytest"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ticker-monitor needs Python >= 3.11 (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ticker-monitor run --config $(CONFIG)
+
+lint: $(STAMP)
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/ruff format --check monitor tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,506 @@
+"""Configuration: a TOML file overridden by ``MONITOR_<SECTION>__<KEY>`` variables and a ``.env`` file.
+
+``load_settings`` is the only way in. It never raises anything but ``ConfigError``, whose ``problems``
+name each bad key by its path (``targets[0].interval: ...``) and never echo a secret's value.
+
+Secrets are ``SecretStr``; each secret field ``x`` may instead be given as ``x_file``, a path whose
+contents are the secret (the Docker and systemd credentials convention).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from monitor import __version__
+from monitor.errors import ConfigError
+from monitor.models import EventKind
+from monitor.parse import Grammar
+
+DEFAULT_CONFIG = Path("config/monitor.toml")
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``, ``"250ms"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30, '30s', '5m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError("expected a duration such as 30, '30s', '5m' or '1h'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Pair = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret_files(data: Any, fields: tuple[str, ...]) -> Any:
+    """Turn ``x_file = "/run/secrets/x"`` into ``x = <contents>`` for each secret field ``x``."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for name in fields:
+        path = data.pop(f"{name}_file", None)
+        if path is None:
+            continue
+        try:
+            data[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror}") from None
+    return data
+
+
+# --- [monitor] -------------------------------------------------------------------------------
+
+
+class MonitorSection(_Strict):
+    database: SecretStr = SecretStr("sqlite:///var/state.db")
+    log_format: Literal["console", "json", "auto"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``host:port`` of the health and metrics endpoint; ``""`` turns it off
+    listen: str = "127.0.0.1:9464"
+    grace_period: Duration = 10.0
+    history_retention: Duration = 30 * 86400.0
+    max_per_host: Annotated[int, Field(ge=1, le=64)] = 2
+    max_concurrent_checks: Annotated[int, Field(ge=1, le=1024)] = 16
+    user_agent: str = f"ticker-monitor/{__version__} (+https://github.com/ticker-monitor)"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("database",))
+
+    @field_validator("database")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        dsn = value.get_secret_value()
+        if not dsn.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///PATH or postgresql://... (value not shown)")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value and not re.match(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$", value):
+            raise ValueError("expected host:port, e.g. 127.0.0.1:9464, or '' to turn it off")
+        return value
+
+
+# --- [delivery] ------------------------------------------------------------------------------
+
+
+class DeliverySection(_Strict):
+    #: a row still undelivered this long after it was written is dead-lettered
+    max_age: Duration = 24 * 3600.0
+    #: 0 means retry until ``max_age``
+    max_attempts: Annotated[int, Field(ge=0)] = 0
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 600.0
+    lease: Duration = 60.0
+    batch_size: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+# --- [[targets]] -----------------------------------------------------------------------------
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ActiveWindow(_Strict):
+    """When a target is checked: some days, between two times, in an IANA time zone."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(_DAYS)  # type: ignore[assignment]  # noqa: E501 -- mypy reads the tuple's str, not the Literal
+    hours: str = "00:00-24:00"
+    timezone: str = "UTC"
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        m = re.match(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$", value)
+        if not m or int(m[1]) > 24 or int(m[3]) > 24 or int(m[2]) > 59 or int(m[4]) > 59:
+            raise ValueError("expected HH:MM-HH:MM, e.g. 09:00-18:00")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class TargetConfig(_Strict):
+    name: Name
+    url: str
+    interval: Duration = 300.0
+    #: random delay added to each run (default: a tenth of the interval)
+    jitter: Duration | None = None
+    #: the overall deadline of one fetch, retries included
+    timeout: Duration = 30.0
+    headers: dict[str, str] = {}
+    user_agent: str | None = None
+    selector: str | None = None
+    pattern: str | None = None
+    quote_currency: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")] | None = None
+    decimal_separator: Literal[".", ","] = "."
+    #: only these pairs (``TMT/USD``); empty means every pair on the page
+    pairs: list[Pair] = []
+    active: ActiveWindow | None = None
+    #: consecutive failed checks before ``source_down``
+    down_after: Annotated[int, Field(ge=1)] = 3
+    #: a rate moving more than this in one check is re-fetched to confirm before it alerts
+    max_jump_pct: Decimal | None = Decimal(20)
+    max_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _min_interval(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1 second")
+        return value
+
+    @model_validator(mode="after")
+    def _grammar_compiles(self) -> TargetConfig:
+        self.grammar()  # raises ValueError with the reason, reported under this target
+        return self
+
+    def grammar(self) -> Grammar:
+        return Grammar.from_config(
+            pattern=self.pattern,
+            quote_currency=self.quote_currency,
+            decimal_separator=self.decimal_separator,
+        )
+
+    @property
+    def effective_jitter(self) -> float:
+        return self.interval / 10 if self.jitter is None else self.jitter
+
+
+# --- [[rules]] -------------------------------------------------------------------------------
+
+CHANGE_KINDS = (
+    EventKind.RATE_CHANGED,
+    EventKind.CHANGE_PCT_CHANGED,
+    EventKind.PAIR_ADDED,
+    EventKind.PAIR_REMOVED,
+)
+
+
+class RuleConfig(_Strict):
+    name: Name | None = None
+    events: list[EventKind] | None = None
+    targets: list[str] = []
+    pairs: list[Pair] = []
+    #: threshold: fire when abs(page change %) reaches this; re-arm when it falls below
+    min_abs_change_pct: Decimal | None = None
+    #: threshold: fire when the rate rises above this level; re-arm when it is back at or below
+    above: Decimal | None = None
+    #: threshold: fire when the rate falls below this level; re-arm when it is back at or above
+    below: Decimal | None = None
+    #: threshold: fire when the rate moved this many percent since the last *alerted* rate
+    min_move_pct: Decimal | None = None
+    sinks: list[str]
+    #: after a rule sent an event for a (target, pair), hold further ones this long
+    cooldown: Duration = 0.0
+    #: also fire threshold checks on the very first observation (otherwise it is a silent baseline)
+    on_first_observation: bool = False
+
+    @property
+    def has_threshold(self) -> bool:
+        return any(
+            v is not None for v in (self.min_abs_change_pct, self.above, self.below, self.min_move_pct)
+        )
+
+    @property
+    def kinds(self) -> frozenset[EventKind]:
+        if self.events is not None:
+            return frozenset(self.events)
+        if self.has_threshold:
+            return frozenset({EventKind.THRESHOLD})
+        return frozenset(EventKind)
+
+    @field_validator("sinks")
+    @classmethod
+    def _some_sink(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one sink")
+        return value
+
+
+# --- [sinks.NAME] ----------------------------------------------------------------------------
+
+
+class _SinkBase(_Strict):
+    #: override the message title / body (``string.Template`` syntax: ``$pair``, ``$new_rate`` ...)
+    title_template: str | None = None
+    body_template: str | None = None
+    #: one send may take at most this long
+    timeout: Duration = 15.0
+
+
+class ConsoleSink(_SinkBase):
+    type: Literal["console"]
+
+
+class FileSink(_SinkBase):
+    type: Literal["file"]
+    path: Path
+
+
+class SlackSink(_SinkBase):
+    type: Literal["slack"]
+    webhook_url: SecretStr
+    #: client-side rate limit: at least this long between two posts to the webhook
+    min_interval: Duration = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("webhook_url",))
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://", value.get_secret_value()):
+            raise ValueError("expected an https:// webhook URL (value not shown)")
+        return value
+
+
+class EmailSink(_SinkBase):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    type: Literal["email"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: Literal["starttls", "implicit", "none"]
+    allow_insecure: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from")
+    to: list[str]
+    cc: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("password",))
+
+    @model_validator(mode="after")
+    def _tls_policy(self) -> EmailSink:
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        if self.tls == "none" and not (loopback or self.allow_insecure):
+            raise ValueError(
+                "tls = 'none' sends mail in clear text; allowed only to a loopback host "
+                "or with allow_insecure = true"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set but username is not")
+        if not self.to:
+            raise ValueError("to: name at least one recipient")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
+
+
+class WebhookSink(_SinkBase):
+    type: Literal["webhook"]
+    url: SecretStr
+    #: shared secret for the ``X-Signature-256: sha256=<hex>`` HMAC header
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = {}
+    min_interval: Duration = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("url", "secret"))
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://", value.get_secret_value()):
+            raise ValueError("expected an http:// or https:// URL (value not shown)")
+        return value
+
+
+class AppriseSink(_SinkBase):
+    type: Literal["apprise"]
+    urls: list[SecretStr]
+
+    @field_validator("urls")
+    @classmethod
+    def _some(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if not value:
+            raise ValueError("name at least one Apprise URL")
+        return value
+
+
+SinkConfig = Annotated[
+    ConsoleSink | FileSink | SlackSink | EmailSink | WebhookSink | AppriseSink,
+    Field(discriminator="type"),
+]
+
+
+# --- the whole -------------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+        nested_model_default_partial_update=True,
+    )
+
+    monitor: MonitorSection = MonitorSection()
+    delivery: DeliverySection = DeliverySection()
+    targets: list[TargetConfig] = []
+    rules: list[RuleConfig] = []
+    sinks: dict[Name, SinkConfig] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML document arrives as init kwargs; the environment and .env override it.
+        return env_settings, dotenv_settings, init_settings
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems: list[str] = []
+        names = [t.name for t in self.targets]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append(f"targets[{i}].name: duplicate target name {name!r}")
+        for i, rule in enumerate(self.rules):
+            for sink in rule.sinks:
+                if sink not in self.sinks:
+                    problems.append(f"rules[{i}].sinks: no [sinks.{sink}] is configured")
+            for target in rule.targets:
+                if target not in names:
+                    problems.append(f"rules[{i}].targets: no target is named {target!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def rule_name(self, index: int) -> str:
+        return self.rules[index].name or f"rule-{index + 1}"
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[_grammar_compiles()]",) or part.startswith(
+            ("function-", "tagged-union[")
+        ):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = _loc(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        msg = msg.removeprefix("Value error, ")
+        for line in msg.splitlines():
+            # cross-reference problems carry their own key path
+            problems.append(line if re.match(r"^\w+(\[\d+\])?\.\w+: ", line) else f"{loc}: {line}")
+    return problems
+
+
+def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """``--config PATH``, else ``MONITOR_CONFIG``, else ``config/monitor.toml``."""
+    if explicit:
+        return Path(explicit)
+    if env.get("MONITOR_CONFIG"):
+        return Path(env["MONITOR_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration; raise ``ConfigError`` naming every bad key."""
+    env = os.environ if env is None else env
+    file = config_path(path, env)
+    try:
+        document = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: configuration file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{file}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    try:
+        return Settings(**document)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
