@@ -43,9 +43,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 def parse_duration(value: object) -> float:
     """``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``, ``"250ms"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, '30s', '5m' or '1h'")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
@@ -133,13 +131,14 @@ class DeliverySection(_Strict):
 
 # --- [[targets]] -----------------------------------------------------------------------------
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class ActiveWindow(_Strict):
     """When a target is checked: some days, between two times, in an IANA time zone."""
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(_DAYS)  # type: ignore[assignment]  # noqa: E501 -- mypy reads the tuple's str, not the Literal
+    days: list[Day] = list(_DAYS)
     hours: str = "00:00-24:00"
     timezone: str = "UTC"
 
@@ -169,6 +168,8 @@ class TargetConfig(_Strict):
     jitter: Duration | None = None
     #: the overall deadline of one fetch, retries included
     timeout: Duration = 30.0
+    #: quick retries (jittered backoff) inside one check before it counts as failed
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
     headers: dict[str, str] = {}
     user_agent: str | None = None
     selector: str | None = None
@@ -247,7 +248,8 @@ class RuleConfig(_Strict):
     @property
     def has_threshold(self) -> bool:
         return any(
-            v is not None for v in (self.min_abs_change_pct, self.above, self.below, self.min_move_pct)
+            v is not None
+            for v in (self.min_abs_change_pct, self.above, self.below, self.min_move_pct)
         )
 
     @property
@@ -422,7 +424,15 @@ class Settings(BaseSettings):
         for i, name in enumerate(names):
             if name in names[:i]:
                 problems.append(f"targets[{i}].name: duplicate target name {name!r}")
+        rule_names = [self.rule_name(i) for i in range(len(self.rules))]
         for i, rule in enumerate(self.rules):
+            if rule_names[i] in rule_names[:i]:
+                problems.append(f"rules[{i}].name: duplicate rule name {rule_names[i]!r}")
+            if rule.has_threshold and EventKind.THRESHOLD not in rule.kinds:
+                problems.append(
+                    f"rules[{i}].events: the rule defines a threshold but does not route "
+                    "'threshold' events"
+                )
             for sink in rule.sinks:
                 if sink not in self.sinks:
                     problems.append(f"rules[{i}].sinks: no [sinks.{sink}] is configured")

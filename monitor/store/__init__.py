@@ -30,7 +30,10 @@ class OutboxCounts:
 
 class Store(Protocol):
     async def open(self) -> None:
-        """Connect, create or migrate the schema. Raises ``StoreError`` on a schema from the future."""
+        """Connect, create or migrate the schema.
+
+        Raises ``StoreError`` on a schema from the future.
+        """
         ...
 
     async def aclose(self) -> None: ...
@@ -49,7 +52,10 @@ class Store(Protocol):
         observed_at: datetime,
         deliveries: Sequence[NewDelivery],
     ) -> int:
-        """Write state, history (when ``observed``) and outbox rows atomically; return rows inserted."""
+        """Write state, history (when ``observed``) and outbox rows atomically.
+
+        Returns how many outbox rows were inserted (a dedup key already present inserts nothing).
+        """
         ...
 
     async def claim(
@@ -64,7 +70,7 @@ class Store(Protocol):
 
     async def mark_sent(self, ids: Sequence[int], *, now: datetime) -> None: ...
 
-    async def mark_retry(
+    async def mark_retry(  # memo=None keeps the stored memo
         self,
         ids: Sequence[int],
         *,
@@ -81,11 +87,25 @@ class Store(Protocol):
         ...
 
     async def next_due(self, sink: str) -> datetime | None:
-        """When the oldest pending row of ``sink`` becomes due (None: nothing pending)."""
+        """When the oldest pending row of ``sink`` becomes due (None: nothing pending).
+
+        The later of its ``next_attempt_at`` and its lease, so a sender does not spin on a row
+        another sender holds.
+        """
         ...
 
     async def expire_history(self, before: datetime) -> int:
-        """Delete observation history older than ``before``; return how many rows went."""
+        """Delete history and finished (sent/dead) outbox rows older than ``before``; count them."""
         ...
 
     async def outbox_counts(self) -> list[OutboxCounts]: ...
+
+    async def list_outbox(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, object]]:
+        """Outbox rows, newest first, for operators (``id``, ``sink``, ``status``, ...)."""
+        ...
+
+    async def sinks_with_pending(self) -> list[str]:
+        """Sinks that have pending rows (to warn about rows for sinks no longer configured)."""
+        ...

@@ -1,0 +1,600 @@
+"""The SQLite store: the embedded default, one local file, one process.
+
+Every database call runs on ONE dedicated worker thread that owns the ``sqlite3`` connection
+(``loop.run_in_executor`` on a single-thread pool), so the event loop never blocks on disk I/O and
+calls are serialized without a lock. The connection runs in WAL mode with ``synchronous=FULL`` (a
+committed check survives a power cut), a 5 s busy timeout, foreign keys on, and autocommit off in
+the driver's sense: writes are explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any
+error.
+``sqlite3.Error`` never leaves this module; it becomes :class:`monitor.errors.StoreError`.
+
+Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
+microsecond, readable in the ``sqlite3`` shell, and ordered correctly by plain text comparison.
+
+Schema (version 1; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
+
+    targets       name PK, state_json, etag, last_modified, updated_at
+    observations  id PK, target -> targets(name), observed_at, snapshot_json
+                  index (observed_at) for retention
+    outbox        id PK AUTOINCREMENT, dedup_key UNIQUE, sink, target, check_id, event_json,
+                  status in (pending, sent, dead), attempts, created_at, next_attempt_at,
+                  lease_owner, lease_until, last_error, memo, sent_at, updated_at
+                  index (sink, status, id) for the strict per-sink claim order
+
+A shared SQLite file is never safe across hosts; several instances need the PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from monitor.errors import StoreError
+from monitor.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    NewDelivery,
+    Snapshot,
+    TargetState,
+    Validators,
+    utc,
+)
+from monitor.store import OutboxCounts
+
+log = structlog.get_logger("monitor.store")
+
+T = TypeVar("T")
+
+#: The schema, one step per version: step ``i`` takes a database from version ``i`` to ``i + 1``.
+#: Steps only ever get appended; a released step is never edited.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE targets (
+            name          TEXT PRIMARY KEY,
+            state_json    TEXT NOT NULL,
+            etag          TEXT,
+            last_modified TEXT,
+            updated_at    TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE observations (
+            id            INTEGER PRIMARY KEY,
+            target        TEXT NOT NULL REFERENCES targets(name) ON DELETE CASCADE,
+            observed_at   TEXT NOT NULL,
+            snapshot_json TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX observations_observed_at ON observations (observed_at)",
+        """
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            dedup_key       TEXT NOT NULL UNIQUE,
+            sink            TEXT NOT NULL,
+            target          TEXT NOT NULL,
+            check_id        TEXT NOT NULL,
+            event_json      TEXT NOT NULL,
+            status          TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'sent', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            created_at      TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            lease_owner     TEXT,
+            lease_until     TEXT,
+            last_error      TEXT,
+            memo            TEXT,
+            sent_at         TEXT,
+            updated_at      TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX outbox_sink_status_id ON outbox (sink, status, id)",
+    ),
+)
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Rows deleted per transaction by ``expire_history``, so a large purge never holds the write
+#: lock (and every other store call queued behind it) for long.
+_EXPIRE_CHUNK = 5000
+
+_STATUSES = frozenset(s.value for s in DeliveryStatus)
+
+
+def _ts(moment: datetime) -> str:
+    """Aware datetime -> fixed-width UTC text that sorts like the instant it names."""
+    return utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _dt(text: str) -> datetime:
+    return utc(datetime.fromisoformat(text))
+
+
+def _opt_dt(text: str | None) -> datetime | None:
+    return None if text is None else _dt(text)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back on any exception."""
+    _begin(conn)
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
+
+
+def _known_version(conn: sqlite3.Connection) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {version} is newer than this ticker-monitor "
+            f"supports ({SCHEMA_VERSION})"
+        )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the missing migration steps, each in its own transaction."""
+    while True:
+        _begin(conn)
+        try:
+            version = _known_version(conn)
+            if version == SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                return
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        log.info("store_migrated", schema_version=version + 1)
+
+
+class SqliteStore:
+    """:class:`monitor.store.Store` on a local SQLite file (or ``":memory:"``, for one process)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._executor: ThreadPoolExecutor | None = None
+        #: created, used and closed only on the executor's thread
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def _call(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        executor = self._executor
+        if executor is None:
+            raise StoreError(f"{op}: the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(executor, self._guarded, op, work)
+        except RuntimeError as exc:
+            if "shutdown" in str(exc):  # the pool refused new work: aclose() ran meanwhile
+                raise StoreError(f"{op}: the store is closed") from None
+            raise
+
+    def _guarded(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"{op}: the store is closed")
+        try:
+            return work(conn)
+        except sqlite3.Error as exc:
+            # sqlite's messages carry no bound values; a DSN never reaches this layer.
+            raise StoreError(f"{op}: sqlite {type(exc).__name__}: {exc}") from None
+
+    async def _write(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(op, lambda conn: _transaction(conn, work))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    def _connect(self) -> None:
+        try:
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the database {self._path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            if mode not in ("wal", "memory"):
+                log.warning("store_not_wal", journal_mode=mode, path=self._path)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open the database {self._path}: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def aclose(self) -> None:
+        executor = self._executor
+        if executor is None:
+            return
+        self._executor = None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, self._disconnect)
+        finally:
+            executor.shutdown(wait=False)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    # --- targets -------------------------------------------------------------------------------
+
+    async def load_target(self, target: str) -> tuple[TargetState, Validators]:
+        def work(conn: sqlite3.Connection) -> tuple[str, str | None, str | None] | None:
+            row: tuple[str, str | None, str | None] | None = conn.execute(
+                "SELECT state_json, etag, last_modified FROM targets WHERE name = ?", (target,)
+            ).fetchone()
+            return row
+
+        row = await self._call("load_target", work)
+        if row is None:
+            return TargetState(), Validators()
+        state_json, etag, last_modified = row
+        try:
+            state = TargetState.from_json(json.loads(state_json))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(
+                f"target {target!r}: the stored state is unreadable ({type(exc).__name__})"
+            ) from None
+        return state, Validators(etag=etag, last_modified=last_modified)
+
+    async def commit_check(
+        self,
+        target: str,
+        *,
+        state: TargetState,
+        validators: Validators,
+        observed: Snapshot | None,
+        observed_at: datetime,
+        deliveries: Sequence[NewDelivery],
+    ) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            # Serialize before taking the write lock: the lock is held only for the writes.
+            at = _ts(observed_at)
+            state_json = _dumps(state.to_json())
+            snapshot_json = None if observed is None else _dumps(observed.to_json())
+            rows = [
+                (d.dedup_key, d.sink, d.event.target, d.check_id, _dumps(d.event.to_json()), at)
+                for d in deliveries
+            ]
+
+            def write(conn: sqlite3.Connection) -> int:
+                conn.execute(
+                    "INSERT INTO targets (name, state_json, etag, last_modified, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET state_json = excluded.state_json,"
+                    " etag = excluded.etag, last_modified = excluded.last_modified,"
+                    " updated_at = excluded.updated_at",
+                    (target, state_json, validators.etag, validators.last_modified, at),
+                )
+                if snapshot_json is not None:
+                    conn.execute(
+                        "INSERT INTO observations (target, observed_at, snapshot_json)"
+                        " VALUES (?, ?, ?)",
+                        (target, at, snapshot_json),
+                    )
+                if not rows:
+                    return 0
+                cur = conn.executemany(
+                    "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
+                    " attempts, created_at, next_attempt_at, updated_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?6)"
+                    " ON CONFLICT (dedup_key) DO NOTHING",
+                    rows,
+                )
+                return max(cur.rowcount, 0)
+
+            return _transaction(conn, write)
+
+        return await self._call("commit_check", work)
+
+    # --- outbox --------------------------------------------------------------------------------
+
+    async def claim(
+        self, sink: str, *, now: datetime, limit: int, lease: float, owner: str
+    ) -> list[Delivery]:
+        at = _ts(now)
+        until = _ts(now + timedelta(seconds=lease))
+
+        def write(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "SELECT id, dedup_key, check_id, event_json, attempts, created_at, memo,"
+                " next_attempt_at, lease_owner, lease_until"
+                " FROM outbox WHERE sink = ? AND status = 'pending' ORDER BY id LIMIT ?",
+                (sink, max(limit, 0)),
+            ).fetchall()
+            claimed: list[Delivery] = []
+            corrupt: list[tuple[str, str, int]] = []
+            for (
+                row_id,
+                key,
+                check_id,
+                event_json,
+                attempts,
+                created_at,
+                memo,
+                next_attempt_at,
+                lease_owner,
+                lease_until,
+            ) in rows:
+                if next_attempt_at > at:
+                    break  # the head is backing off: everything behind it waits (strict order)
+                if lease_owner not in (None, owner) and (lease_until or "") > at:
+                    break  # another worker holds a live lease on it
+                try:
+                    event = Event.from_json(json.loads(event_json))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    # A row nobody can read would block its sink forever: dead-letter it.
+                    log.exception(
+                        "outbox_row_corrupt", sink=sink, id=row_id, error=type(exc).__name__
+                    )
+                    corrupt.append((f"unreadable event_json ({type(exc).__name__})", at, row_id))
+                    continue
+                claimed.append(
+                    Delivery(
+                        id=row_id,
+                        dedup_key=key,
+                        sink=sink,
+                        event=event,
+                        check_id=check_id,
+                        attempts=attempts,
+                        created_at=_dt(created_at),
+                        memo=memo,
+                    )
+                )
+            if corrupt:
+                conn.executemany(
+                    "UPDATE outbox SET status = 'dead', last_error = ?, updated_at = ?,"
+                    " lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                    corrupt,
+                )
+            conn.executemany(
+                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                [(owner, until, d.id) for d in claimed],
+            )
+            return claimed
+
+        return await self._write("claim", write)
+
+    async def _update(
+        self, op: str, sql: str, params: Sequence[object], ids: Sequence[int]
+    ) -> None:
+        """Run ``sql`` (ending in ``WHERE ... id = ?``) once per id, in one transaction."""
+        if not ids:
+            return
+        rows = [(*params, row_id) for row_id in ids]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(sql, rows)
+
+        await self._write(op, write)
+
+    async def mark_sent(self, ids: Sequence[int], *, now: datetime) -> None:
+        at = _ts(now)
+        await self._update(
+            "mark_sent",
+            "UPDATE outbox SET status = 'sent', sent_at = ?, updated_at = ?, lease_owner = NULL,"
+            " lease_until = NULL WHERE status = 'pending' AND id = ?",
+            (at, at),
+            ids,
+        )
+
+    async def mark_retry(
+        self,
+        ids: Sequence[int],
+        *,
+        now: datetime,
+        next_attempt_at: datetime,
+        error: str,
+        memo: str | None = None,
+    ) -> None:
+        """Count an attempt and schedule the next; a ``memo`` of None keeps the stored memo."""
+        await self._update(
+            "mark_retry",
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+            " memo = COALESCE(?, memo), updated_at = ?, lease_owner = NULL, lease_until = NULL"
+            " WHERE status = 'pending' AND id = ?",
+            (_ts(next_attempt_at), error, memo, _ts(now)),
+            ids,
+        )
+
+    async def mark_dead(self, ids: Sequence[int], *, now: datetime, error: str) -> None:
+        await self._update(
+            "mark_dead",
+            "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?,"
+            " updated_at = ?, lease_owner = NULL, lease_until = NULL"
+            " WHERE status = 'pending' AND id = ?",
+            (error, _ts(now)),
+            ids,
+        )
+
+    async def release(self, ids: Sequence[int]) -> None:
+        await self._update(
+            "release",
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+            " WHERE status = 'pending' AND id = ?",
+            (),
+            ids,
+        )
+
+    async def next_due(self, sink: str) -> datetime | None:
+        """When the head pending row of ``sink`` can next be claimed: its ``next_attempt_at``, or
+        the end of a lease on it if that is later (a leased head is claimable when it lapses)."""
+
+        def work(conn: sqlite3.Connection) -> tuple[str, str | None] | None:
+            row: tuple[str, str | None] | None = conn.execute(
+                "SELECT next_attempt_at, lease_until FROM outbox"
+                " WHERE sink = ? AND status = 'pending' ORDER BY id LIMIT 1",
+                (sink,),
+            ).fetchone()
+            return row
+
+        row = await self._call("next_due", work)
+        if row is None:
+            return None
+        next_attempt_at, lease_until = row
+        return _dt(max(next_attempt_at, lease_until or next_attempt_at))
+
+    async def expire_history(self, before: datetime) -> int:
+        """Delete observations, and finished (sent or dead) outbox rows, older than ``before``.
+
+        Returns the total number of rows deleted. Works in chunks of a few thousand rows per
+        transaction so that checks committing meanwhile never wait long.
+        """
+        cutoff = _ts(before)
+        total = 0
+        for sql in (
+            "DELETE FROM observations WHERE id IN"
+            " (SELECT id FROM observations WHERE observed_at < ? LIMIT ?)",
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+            " WHERE status IN ('sent', 'dead') AND created_at < ? LIMIT ?)",
+        ):
+            while True:
+
+                def write(conn: sqlite3.Connection, sql: str = sql) -> int:
+                    return conn.execute(sql, (cutoff, _EXPIRE_CHUNK)).rowcount
+
+                deleted = await self._write("expire_history", write)
+                total += deleted
+                if deleted < _EXPIRE_CHUNK:
+                    break
+        return total
+
+    async def outbox_counts(self) -> list[OutboxCounts]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            return conn.execute(
+                "SELECT sink, status, count(*) FROM outbox GROUP BY sink, status"
+                " ORDER BY sink, status"
+            ).fetchall()
+
+        rows = await self._call("outbox_counts", work)
+        return [OutboxCounts(sink=s, status=st, count=n) for s, st, n in rows]
+
+    # --- extras (operator commands, start-up checks) --------------------------------------------
+
+    async def list_outbox(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, object]]:
+        """The newest ``limit`` outbox rows (of one ``status`` if given), newest first.
+
+        Times are aware UTC datetimes; ``event`` is the stored event as a JSON object (None if the
+        row is unreadable).
+        """
+        if status is not None and status not in _STATUSES:
+            raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
+        columns = (
+            "id",
+            "dedup_key",
+            "sink",
+            "target",
+            "check_id",
+            "status",
+            "attempts",
+            "created_at",
+            "next_attempt_at",
+            "lease_owner",
+            "lease_until",
+            "last_error",
+            "memo",
+            "sent_at",
+            "updated_at",
+            "event_json",
+        )
+        where = "" if status is None else " WHERE status = ?"
+        params: tuple[object, ...] = (limit,) if status is None else (status, limit)
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                f"SELECT {', '.join(columns)} FROM outbox{where} ORDER BY id DESC LIMIT ?",  # noqa: S608 -- fixed column names and a fixed WHERE; values are bound
+                params,
+            ).fetchall()
+
+        out: list[dict[str, object]] = []
+        for values in await self._call("list_outbox", work):
+            row: dict[str, object] = dict(zip(columns, values, strict=True))
+            for key in ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at"):
+                text = row[key]
+                row[key] = _opt_dt(text) if isinstance(text, str) else None
+            raw = row.pop("event_json")
+            try:
+                row["event"] = json.loads(str(raw))
+            except ValueError:
+                row["event"] = None
+            row["short_id"] = str(row["dedup_key"])[:8]
+            out.append(row)
+        return out
+
+    async def sinks_with_pending(self) -> list[str]:
+        """Names of the sinks that have pending rows (to warn about sinks no longer configured)."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT DISTINCT sink FROM outbox WHERE status = 'pending' ORDER BY sink"
+                )
+            ]
+
+        return await self._call("sinks_with_pending", work)
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]

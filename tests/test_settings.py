@@ -1,0 +1,186 @@
+"""Configuration: the TOML file, environment overrides, secrets from files, and error messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.settings import load_settings, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+[[targets]]
+name = "t"
+url = "http://127.0.0.1:1/"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "monitor.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    return list(info.value.problems)
+
+
+def test_shipped_config_loads() -> None:
+    settings = load_settings(ROOT / "config" / "monitor.toml")
+    assert [t.name for t in settings.targets] == ["timesca"]
+    assert settings.targets[0].url == "https://timesca.com/"
+    assert settings.monitor.database.get_secret_value() == "sqlite:///var/state.db"
+    assert settings.sinks["console"].type == "console"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(30, 30.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("2d", 172800.0), ("250ms", 0.25)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_defaults_fill_a_minimal_file(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL))
+    target = settings.targets[0]
+    assert target.interval == 300.0
+    assert target.effective_jitter == 30.0
+    assert target.down_after == 3
+    assert target.max_jump_pct == Decimal(20)
+    assert settings.monitor.listen == "127.0.0.1:9464"
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + 'intervl = "5m"\n')
+    assert found == ["targets[0].intervl: unknown key"]
+
+
+def test_bad_values_are_each_named(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """
+[monitor]
+log_level = "loud"
+[[targets]]
+name = "t"
+url = "ftp://example"
+interval = "soon"
+""",
+    )
+    assert any(p.startswith("monitor.log_level:") for p in found)
+    assert any(p.startswith("targets[0].url:") for p in found)
+    assert any(p.startswith("targets[0].interval:") for p in found)
+    assert len(found) == 3
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    assert problems(tmp_path, '[[targets]]\nname = "t"\n') == [
+        "targets[0].url: required key is missing"
+    ]
+
+
+def test_bad_pattern_names_the_target(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + 'pattern = "(?P<rate>["\n')
+    assert len(found) == 1
+    assert found[0].startswith("targets[0]")
+    assert "invalid regular expression" in found[0]
+
+
+def test_rule_referring_to_unknown_sink(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + '[[rules]]\nsinks = ["slack"]\n')
+    assert found == ["rules[0].sinks: no [sinks.slack] is configured"]
+
+
+def test_sink_type_discriminates(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + '[sinks.x]\ntype = "pager"\n')
+    assert len(found) == 1
+    assert found[0].startswith("sinks.x")
+
+
+def test_secret_value_is_never_echoed(tmp_path: Path) -> None:
+    secret = "not-a-url-s3cr3t-value"
+    found = problems(tmp_path, MINIMAL + f'[sinks.s]\ntype = "slack"\nwebhook_url = "{secret}"\n')
+    assert found
+    assert all(secret not in p for p in found)
+
+
+def test_insecure_smtp_refused_unless_loopback(tmp_path: Path) -> None:
+    base = MINIMAL + '[sinks.m]\ntype = "email"\ntls = "none"\nfrom = "a@b.c"\nto = ["d@e.f"]\n'
+    assert problems(tmp_path, base + 'host = "mail.example.org"\n')
+    settings = load_settings(write(tmp_path, base + 'host = "127.0.0.1"\n'))
+    assert settings.sinks["m"].type == "email"
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_MONITOR__LOG_LEVEL", "debug")
+    monkeypatch.setenv("MONITOR_SINKS__TEAM__WEBHOOK_URL", "https://hooks.example/T1/B2/xyz")
+    text = MINIMAL + '[sinks.team]\ntype = "slack"\n'
+    settings = load_settings(write(tmp_path, text))
+    assert settings.monitor.log_level == "debug"
+    sink = settings.sinks["team"]
+    assert sink.type == "slack"
+    assert sink.webhook_url.get_secret_value() == "https://hooks.example/T1/B2/xyz"
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret = tmp_path / "webhook"
+    secret.write_text("https://hooks.example/T1/B2/fromfile\n", encoding="utf-8")
+    text = MINIMAL + f'[sinks.team]\ntype = "slack"\nwebhook_url_file = "{secret}"\n'
+    sink = load_settings(write(tmp_path, text)).sinks["team"]
+    assert sink.type == "slack"
+    assert sink.webhook_url.get_secret_value() == "https://hooks.example/T1/B2/fromfile"
+    assert "fromfile" not in repr(sink)
+
+
+def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, MINIMAL)
+    monkeypatch.setenv("MONITOR_CONFIG", str(path))
+    assert load_settings().targets[0].name == "t"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("[[targets]\n", "invalid TOML"), (None, "not found")],
+)
+def test_unreadable_files(tmp_path: Path, text: str | None, needle: str) -> None:
+    path = tmp_path / "monitor.toml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(path)
+
+
+def test_cli_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + 'intervl = "5m"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "ticker-monitor: config error: targets[0].intervl: unknown key"
+    assert "Traceback" not in proc.stderr
+
+
+def test_rule_names_are_unique(tmp_path: Path) -> None:
+    text = MINIMAL + '[sinks.c]\ntype = "console"\n'
+    text += '[[rules]]\nname = "a"\nsinks = ["c"]\n[[rules]]\nname = "a"\nsinks = ["c"]\n'
+    assert problems(tmp_path, text) == ["rules[1].name: duplicate rule name 'a'"]
+
+
+def test_threshold_rule_must_route_threshold_events(tmp_path: Path) -> None:
+    text = MINIMAL + '[sinks.c]\ntype = "console"\n'
+    text += '[[rules]]\nabove = 1\nevents = ["rate_changed"]\nsinks = ["c"]\n'
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith("rules[0].events: the rule defines a threshold")
