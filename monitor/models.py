@@ -24,8 +24,13 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def dec_str(value: Decimal) -> str:
+    """A decimal as the page wrote it, never in exponent form (``0.00000008``, not ``8E-8``)."""
+    return format(value, "f")
+
+
 def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else dec_str(value)
 
 
 def _undec(value: object) -> Decimal | None:
@@ -47,7 +52,7 @@ class Quote:
             "pair": self.pair,
             "base": self.base,
             "quote": self.quote,
-            "rate": str(self.rate),
+            "rate": dec_str(self.rate),
             "change_pct": _dec(self.change_pct),
         }
 
@@ -241,7 +246,7 @@ class TargetState:
             "parse_failing": self.parse_failing,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
             "inside": sorted(self.inside),
-            "last_alerted": {k: str(v) for k, v in sorted(self.last_alerted.items())},
+            "last_alerted": {k: dec_str(v) for k, v in sorted(self.last_alerted.items())},
             "last_routed": {k: v.isoformat() for k, v in sorted(self.last_routed.items())},
         }
 

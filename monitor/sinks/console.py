@@ -1,0 +1,58 @@
+"""Console sink (``type = "console"``): one readable line per event on standard output.
+
+Each line is the observed time followed by the event's one-line body (``body_template`` applies),
+here folded for width::
+
+    2025-05-16T09:30:00Z timesca TMT/USD ▼ change % 0% → -0.14%, rate 0.28575
+        · page date 2025-05-16 · id 1a2b3c4d
+
+Every line is sanitized (no control characters, so a page cannot move the cursor or forge a second
+line) and the stream is flushed after each batch. A stream that cannot be written (a closed pipe)
+is a retryable ``SinkError``: after a restart the lines come out.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from monitor import render
+from monitor.errors import SinkError
+from monitor.models import Delivery
+from monitor.settings import ConsoleSink as ConsoleConfig
+
+
+class ConsoleSink:
+    """Writes one line per event to a text stream (standard output by default)."""
+
+    digest = True
+    min_interval = 0.0
+
+    def __init__(self, name: str, config: ConsoleConfig, *, stream: TextIO | None = None) -> None:
+        self.name = name
+        self._config = config
+        self._stream = stream
+
+    def __repr__(self) -> str:
+        return f"ConsoleSink(name={self.name!r})"
+
+    def format(self, delivery: Delivery) -> str:
+        """The line printed for ``delivery`` (without the newline)."""
+        body = render.line(delivery, self._config.body_template)
+        return render.sanitize(f"{render.iso_utc(delivery.event)} {body}", render.LINE_LIMIT)
+
+    async def send(self, batch: Sequence[Delivery]) -> None:
+        """Print one line per delivery, then flush."""
+        stream = self._stream if self._stream is not None else sys.stdout
+        text = "".join(self.format(delivery) + "\n" for delivery in batch)
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: I/O operation on a closed file
+            raise SinkError(
+                f"console {self.name!r}: cannot write: {type(exc).__name__}", retryable=True
+            ) from None
+
+    async def aclose(self) -> None:
+        return None

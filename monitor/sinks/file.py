@@ -1,0 +1,145 @@
+"""File sink (``type = "file"``): one JSON object per event appended to a JSON Lines file.
+
+Each line (folded here)::
+
+    {"kind": "change_pct_changed", "target": "timesca", "pair": "TMT/USD",
+     "old": {"rate": "0.28575", "change_pct": "0"},
+     "new": {"rate": "0.28575", "change_pct": "-0.14"},
+     "observed_at": "2025-05-16T09:30:00+00:00", "page_date": "2025-05-16",
+     "source_url": "https://timesca.com/", "rule": null, "detail": "",
+     "event_id": "…", "dedup_id": "1a2b3c4d", "dedup_key": "1a2b3c4d…", "sink": "audit",
+     "message": "timesca TMT/USD ▼ change % 0% → -0.14%, rate 0.28575 · … · id 1a2b3c4d"}
+ Rates and percentages are exact decimal strings without exponent, or ``null``. The
+data fields are the event's own values, unsanitized (JSON escapes them); ``message`` is the rendered
+body line. U+2028, U+2029 and U+0085 are escaped too, so that no line-splitting tool sees a break
+inside a record.
+
+A batch is written with one ``write``, then flushed and ``fsync``-ed before ``send`` returns; the
+parent directory is created if missing (and synced when the file is new). If the write fails, the
+file is truncated back to its previous length, so a retry never leaves half a line behind it. The
+file I/O runs in a worker thread (``asyncio.to_thread``). ``OSError`` -> retryable ``SinkError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from monitor import render
+from monitor.errors import SinkError
+from monitor.models import Delivery, Reading
+from monitor.settings import FileSink as FileConfig
+
+_LINE_SAFE = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def _reading(reading: Reading | None) -> dict[str, str | None] | None:
+    if reading is None:
+        return None
+    return {
+        "rate": None if reading.rate is None else render.plain(reading.rate),
+        "change_pct": None if reading.change_pct is None else render.plain(reading.change_pct),
+    }
+
+
+def record(delivery: Delivery, body_template: str | None = None) -> dict[str, Any]:
+    """The JSON object written for one delivery."""
+    ev = delivery.event
+    return {
+        "kind": ev.kind.value,
+        "target": ev.target,
+        "pair": ev.pair,
+        "old": _reading(ev.old),
+        "new": _reading(ev.new),
+        "observed_at": ev.observed_at.isoformat(),
+        "page_date": ev.page_date.isoformat() if ev.page_date else None,
+        "source_url": ev.source_url,
+        "rule": ev.rule,
+        "detail": ev.detail,
+        "event_id": ev.event_id,
+        "dedup_id": delivery.short_id,
+        "dedup_key": delivery.dedup_key,
+        "sink": delivery.sink,
+        "message": render.line(delivery, body_template),
+    }
+
+
+def json_line(obj: dict[str, Any]) -> str:
+    """One JSON Lines record: compact, UTF-8 readable, no raw line separator inside."""
+    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": ")).translate(_LINE_SAFE) + "\n"
+
+
+def _append(path: Path, data: bytes) -> None:
+    new_dir = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+    if new_file or new_dir:
+        _sync_dir(path.parent)
+        if new_dir:
+            _sync_dir(path.parent.parent)
+
+
+def _sync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse to fsync a directory; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+class FileSink:
+    """Appends JSON Lines to one file, durably."""
+
+    digest = True
+    min_interval = 0.0
+
+    def __init__(self, name: str, config: FileConfig) -> None:
+        self.name = name
+        self.path = Path(config.path)
+        self._config = config
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"FileSink(name={self.name!r}, path={str(self.path)!r})"
+
+    async def send(self, batch: Sequence[Delivery]) -> None:
+        """Append one line per delivery, flush and fsync, or raise a retryable ``SinkError``."""
+        if not batch:
+            return
+        data = "".join(json_line(record(d, self._config.body_template)) for d in batch).encode()
+        async with self._lock:
+            try:
+                await asyncio.to_thread(_append, self.path, data)
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise SinkError(
+                    f"file {self.name!r}: cannot append to {self.path}: {reason}", retryable=True
+                ) from None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,210 @@
+"""Slack incoming-webhook sink (``type = "slack"``).
+
+One POST per message, JSON with a top-level ``text`` (the notification fallback) and Block Kit
+``blocks``: a ``header`` (the event's title, or ``timesca: 3 changes`` for a digest), then per event
+a ``section`` (``▼ *TMT/USD* change % 0% → -0.14%, rate 0.28575``, or the sink's ``body_template``)
+and a ``context`` (target, source URL, observed time, page date and the short dedup id).
+
+Digest: all deliveries of one check go out together. A message holds at most
+:data:`EVENTS_PER_MESSAGE` events (1 header + 2 blocks each stays within Slack's 50 blocks); a
+larger batch is split across several posts (``timesca: 30 changes (1/2)``), every event in
+exactly one. If a later post fails, the retryable ``SinkError`` carries a memo listing the dedup
+keys already posted, and the retry posts only the rest (no duplicates from a half-sent digest).
+
+Text limits: the header is cut to 150 characters, every section and context text to 3,000, the
+fallback ``text`` to 3,000. Every piece of scraped text has ``&``, ``<`` and ``>`` escaped, so a
+page saying ``<!channel>`` cannot ping anyone.
+
+Classification:
+
+* 2xx with body ``ok`` (what Slack answers): sent.
+* 2xx with any other body: **retryable** (``slack_unexpected_answer``). Slack itself never does
+  this; a proxy or a captive portal that swallowed the post does, and the delivery promise is
+  at-least-once. Point non-Slack receivers at the ``webhook`` sink, which accepts any 2xx.
+* 429 (``Retry-After`` honoured), 408, 425 and 5xx: retryable (``slack_deferred``).
+* Other 4xx (``invalid_payload``, ``no_service``, ``channel_not_found``, ``action_prohibited``
+  ...) and 3xx: permanent, with Slack's answer in the message (``slack_rejected``).
+* Connection failures and timeouts: retryable.
+
+The webhook URL is the credential: it is never logged, never in an error, never in ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import structlog
+
+from monitor import render
+from monitor.errors import SinkError
+from monitor.models import Delivery
+from monitor.settings import SlackSink as SlackConfig
+from monitor.sinks._http import Answer, classify, post, snippet
+from monitor.sinks._redact import LoggerGuard
+
+log = structlog.get_logger("monitor.sinks.slack")
+
+MAX_BLOCKS = 50
+HEADER_MAX = 150
+TEXT_MAX = 3000
+FALLBACK_MAX = 3000
+RENDER_MAX = 4 * TEXT_MAX
+#: one header plus a section and a context per event must fit in MAX_BLOCKS
+EVENTS_PER_MESSAGE = (MAX_BLOCKS - 1) // 2
+
+PAIR_SECTION = "$direction *$pair* $summary"
+TARGET_SECTION = "*$target* $summary"
+CONTEXT = "$target · $source_url · observed $observed_at · page date $page_date · id `$dedup_id`"
+
+
+def escape(text: str) -> str:
+    """Slack's escaping of ``&``, ``<`` and ``>`` (the only characters it asks to escape)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cap(text: str, limit: int) -> str:
+    """Cut escaped text to ``limit`` characters without splitting an ``&amp;``-style entity."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def _memo_posted(batch: Sequence[Delivery]) -> set[str]:
+    posted: set[str] = set()
+    for delivery in batch:
+        if not delivery.memo:
+            continue
+        try:
+            data = json.loads(delivery.memo)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("posted"), list):
+            posted.update(str(key) for key in data["posted"])
+    return posted
+
+
+class SlackSink:
+    """Posts deliveries to one Slack incoming webhook."""
+
+    digest = True
+
+    def __init__(
+        self, name: str, config: SlackConfig, *, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.name = name
+        self.min_interval = float(config.min_interval)
+        self._config = config
+        self._url = config.webhook_url.get_secret_value()
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        self._guard = LoggerGuard([self._url], ["httpx"])
+        self._label = f"slack webhook {name!r}"
+
+    def __repr__(self) -> str:
+        return f"SlackSink(name={self.name!r}, min_interval={self.min_interval:g})"
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def _section(self, delivery: Delivery) -> str:
+        template = self._config.body_template
+        if not template:
+            template = PAIR_SECTION if delivery.event.kind in render.PAIR_KINDS else TARGET_SECTION
+        # render generously, then cut with cap(), which never splits an &amp; entity
+        text = render.render(delivery, template, escape=escape, limit=RENDER_MAX)
+        return cap(text, TEXT_MAX) or "-"  # Slack refuses an empty text
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[tuple[list[Delivery], dict[str, Any]]]:
+        """The posts that carry ``batch``: each with its deliveries and its JSON payload."""
+        chunks = [
+            list(batch[i : i + EVENTS_PER_MESSAGE])
+            for i in range(0, len(batch), EVENTS_PER_MESSAGE)
+        ]
+        title = render.digest_title(batch, self._config.title_template, escape=escape) or "-"
+        out = []
+        for number, chunk in enumerate(chunks, start=1):
+            part = "" if len(chunks) == 1 else f" ({number}/{len(chunks)})"
+            header = cap(title, HEADER_MAX - len(part)) + part
+            blocks: list[dict[str, Any]] = [
+                {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
+            ]
+            lines = [header]
+            for delivery in chunk:
+                section = self._section(delivery)
+                context = render.render(delivery, CONTEXT, escape=escape, limit=RENDER_MAX)
+                context = cap(context, TEXT_MAX)
+                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section}})
+                blocks.append(
+                    {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
+                )
+                lines.append(f"{section} (id {delivery.short_id})")
+            out.append((chunk, {"text": cap("\n".join(lines), FALLBACK_MAX), "blocks": blocks}))
+        return out
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _judge(self, answer: Answer) -> SinkError | None:
+        body = snippet(answer.body, self._guard.redact)
+        error = classify(answer, label=self._label, redact=self._guard.redact)
+        if error is None:  # 2xx: Slack's own answer is the word "ok"
+            if answer.body.strip() == "ok":
+                return None
+            log.warning("slack_unexpected_answer", sink=self.name, status=answer.status, body=body)
+            return SinkError(
+                f"{self._label}: HTTP {answer.status} without Slack's 'ok' answer: {body}",
+                retryable=True,
+            )
+        if error.retryable:
+            log.warning(
+                "slack_deferred",
+                sink=self.name,
+                status=answer.status,
+                retry_after=answer.retry_after,
+                body=body,
+            )
+        else:
+            log.error("slack_rejected", sink=self.name, status=answer.status, body=body)
+        return error
+
+    async def send(self, batch: Sequence[Delivery]) -> None:
+        """Post ``batch`` (split into several messages if needed) or raise ``SinkError``."""
+        posted = _memo_posted(batch) & {d.dedup_key for d in batch}
+        remaining = [d for d in batch if d.dedup_key not in posted]
+        if not remaining:
+            return
+        for chunk, payload in self.payloads(remaining):
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                answer = await post(
+                    self._http,
+                    self._url,
+                    content=body,
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                    deadline=self._config.timeout,
+                    label=self._label,
+                )
+            except SinkError as exc:
+                log.warning(
+                    "slack_send_failed", sink=self.name, error=str(exc), retry=exc.retryable
+                )
+                error = exc
+            else:
+                judged = self._judge(answer)
+                if judged is None:
+                    posted.update(d.dedup_key for d in chunk)
+                    continue
+                error = judged
+            if error.retryable and posted:
+                error.memo = json.dumps({"posted": sorted(posted)})
+            raise error
+
+    async def aclose(self) -> None:
+        self._guard.remove()
+        if self._own_http:
+            await self._http.aclose()

@@ -1,0 +1,174 @@
+"""Generic JSON webhook sink (``type = "webhook"``).
+
+One ``POST`` per batch (``digest``: all deliveries of one check together) to the configured URL.
+
+Request
+-------
+
+Headers:
+
+* ``Content-Type: application/json``
+* ``X-Ticker-Monitor-Delivery: <dedup_key>`` — the first event's full dedup key: a receiver can
+  drop a redelivered batch by it (the delivery promise is at-least-once).
+* ``X-Signature-256: sha256=<hex>`` — only with ``secret``: the HMAC-SHA256 of the exact body
+  bytes keyed with the secret, as GitHub's ``X-Hub-Signature-256``. Verify it over the raw body
+  before parsing, with a constant-time comparison.
+* every ``headers`` entry of the sink's configuration (for example ``Authorization``); they cannot
+  replace the three above.
+
+Body (UTF-8 JSON), schema version 1::
+
+    {
+      "version": 1,
+      "title": "timesca: 2 changes",            # the rendered title (title_template applies)
+      "text": "timesca TMT/USD ▼ change % ...", # one rendered line per event (body_template)
+      "events": [
+        {
+          "event_id": "9f2c…",                  # deterministic: the same facts, the same id
+          "kind": "change_pct_changed",         # rate_changed | change_pct_changed | threshold |
+                                                # pair_added | pair_removed | source_down |
+                                                # source_recovered | parse_failed | parse_recovered
+          "target": "timesca",
+          "pair": "TMT/USD",                    # null for target-level events
+          "old": {"rate": "0.28575", "change_pct": "0"},      # exact decimal strings, or null
+          "new": {"rate": "0.28575", "change_pct": "-0.14"},
+          "observed_at": "2025-05-16T09:30:00+00:00",
+          "page_date": "2025-05-16",            # or null
+          "source_url": "https://timesca.com/",
+          "rule": null,                         # the rule's name for threshold events
+          "detail": "",
+          "dedup_id": "1a2b3c4d",               # the short id shown in human messages
+          "dedup_key": "1a2b3c4d…"              # unique per (event, sink): use it to deduplicate
+        }
+      ]
+    }
+
+Consumers must ignore unknown keys; a change that breaks this shape increments ``version``.
+
+Classification: any 2xx is sent; 408, 425, 429 (``Retry-After`` honoured) and 5xx retry;
+other 4xx and 3xx (redirects are not followed) are permanent; connection failures and timeouts
+retry. The URL, the secret and the header values are never logged nor put in an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import structlog
+
+from monitor import render
+from monitor.errors import SinkError
+from monitor.models import Delivery
+from monitor.settings import WebhookSink as WebhookConfig
+from monitor.sinks._http import classify, post, snippet
+from monitor.sinks._redact import LoggerGuard
+
+log = structlog.get_logger("monitor.sinks.webhook")
+
+SCHEMA_VERSION = 1
+SIGNATURE_HEADER = "X-Signature-256"
+DELIVERY_HEADER = "X-Ticker-Monitor-Delivery"
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The ``X-Signature-256`` value for ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class WebhookSink:
+    """Posts batches of events as signed JSON to one URL."""
+
+    digest = True
+
+    def __init__(
+        self, name: str, config: WebhookConfig, *, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.name = name
+        self.min_interval = float(config.min_interval)
+        self._config = config
+        self._url = config.url.get_secret_value()
+        self._secret = config.secret.get_secret_value().encode() if config.secret else None
+        self._extra = {key: value.get_secret_value() for key, value in config.headers.items()}
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        secrets = [self._url, *self._extra.values()]
+        if config.secret:
+            secrets.append(config.secret.get_secret_value())
+        self._guard = LoggerGuard(secrets, ["httpx"])
+        self._label = f"webhook {name!r}"
+
+    def __repr__(self) -> str:
+        signed = "signed" if self._secret else "unsigned"
+        return f"WebhookSink(name={self.name!r}, {signed}, min_interval={self.min_interval:g})"
+
+    def payload(self, batch: Sequence[Delivery]) -> dict[str, Any]:
+        """The JSON document for ``batch`` (schema in the module docstring)."""
+        events = []
+        for delivery in batch:
+            item = delivery.event.to_json()
+            item["dedup_id"] = delivery.short_id
+            item["dedup_key"] = delivery.dedup_key
+            events.append(item)
+        return {
+            "version": SCHEMA_VERSION,
+            "title": render.digest_title(batch, self._config.title_template),
+            "text": "\n".join(render.line(d, self._config.body_template) for d in batch),
+            "events": events,
+        }
+
+    def request(self, batch: Sequence[Delivery]) -> tuple[bytes, dict[str, str]]:
+        """The exact body bytes and the headers of the POST carrying ``batch``."""
+        body = json.dumps(self.payload(batch), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = dict(self._extra)
+        # ours win over configured headers of the same name (case-insensitively)
+        for key in list(headers):
+            if key.lower() in {"content-type", SIGNATURE_HEADER.lower(), DELIVERY_HEADER.lower()}:
+                del headers[key]
+        headers["Content-Type"] = "application/json"
+        headers[DELIVERY_HEADER] = batch[0].dedup_key
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(self._secret, body)
+        return body, headers
+
+    async def send(self, batch: Sequence[Delivery]) -> None:
+        """POST ``batch`` as one JSON document or raise ``SinkError``."""
+        if not batch:
+            return
+        body, headers = self.request(batch)
+        try:
+            answer = await post(
+                self._http,
+                self._url,
+                content=body,
+                headers=headers,
+                deadline=self._config.timeout,
+                label=self._label,
+            )
+        except SinkError as exc:
+            log.warning("webhook_send_failed", sink=self.name, error=str(exc), retry=exc.retryable)
+            raise
+        error = classify(answer, label=self._label, redact=self._guard.redact)
+        if error is None:
+            return
+        body_text = snippet(answer.body, self._guard.redact)
+        if error.retryable:
+            log.warning(
+                "webhook_deferred",
+                sink=self.name,
+                status=answer.status,
+                retry_after=answer.retry_after,
+                body=body_text,
+            )
+        else:
+            log.error("webhook_rejected", sink=self.name, status=answer.status, body=body_text)
+        raise error
+
+    async def aclose(self) -> None:
+        self._guard.remove()
+        if self._own_http:
+            await self._http.aclose()

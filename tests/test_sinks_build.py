@@ -1,0 +1,219 @@
+"""Building sinks from settings, the test-sink sample, and the no-secret-anywhere guarantee."""
+
+from __future__ import annotations
+
+import io
+import logging
+import traceback
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from pydantic import TypeAdapter
+from receivers import HttpReceiver, Reply, SmtpReceiver, refused_port
+
+from monitor.errors import SinkError
+from monitor.models import EventKind, dedup_key
+from monitor.settings import SinkConfig
+from monitor.sinks import Sink
+from monitor.sinks.apprise import AppriseSink
+from monitor.sinks.build import build_sinks, sample_delivery
+from monitor.sinks.console import ConsoleSink
+from monitor.sinks.email import EmailSink
+from monitor.sinks.file import FileSink
+from monitor.sinks.slack import SlackSink
+from monitor.sinks.webhook import WebhookSink
+
+CONFIG = TypeAdapter(dict[str, SinkConfig])
+
+
+def test_sample_delivery_is_a_realistic_tmt_change() -> None:
+    now = datetime(2025, 5, 16, 9, 30, tzinfo=UTC)
+    d = sample_delivery("team", now)
+    assert d.sink == "team"
+    assert d.event.kind is EventKind.CHANGE_PCT_CHANGED
+    assert d.event.pair == "TMT/USD"
+    assert d.event.old is not None
+    assert d.event.new is not None
+    assert (d.event.old.change_pct, d.event.new.change_pct) == (Decimal("0"), Decimal("-0.14"))
+    assert d.event.new.rate == Decimal("0.28575")
+    assert d.event.observed_at == now
+    assert d.dedup_key == dedup_key(d.event, "team")
+
+
+async def test_build_every_kind(tmp_path: Path) -> None:
+    configs = CONFIG.validate_python(
+        {
+            "tty": {"type": "console"},
+            "audit": {"type": "file", "path": str(tmp_path / "a.jsonl")},
+            "team": {"type": "slack", "webhook_url": "https://hooks.example/services/T/B/tok-1"},
+            "mail": {
+                "type": "email",
+                "host": "127.0.0.1",
+                "tls": "none",
+                "from": "m@example.com",
+                "to": ["a@example.com"],
+            },
+            "hook": {"type": "webhook", "url": "https://h.example/tok-2", "min_interval": "2s"},
+            "notify": {"type": "apprise", "urls": ["json://127.0.0.1/tok-3"]},
+        }
+    )
+    out = io.StringIO()
+    async with httpx.AsyncClient() as http:
+        sinks = build_sinks(configs, http=http, stdout=out)
+        kinds = {name: type(sink) for name, sink in sinks.items()}
+        assert kinds == {
+            "tty": ConsoleSink,
+            "audit": FileSink,
+            "team": SlackSink,
+            "mail": EmailSink,
+            "hook": WebhookSink,
+            "notify": AppriseSink,
+        }
+        for name, sink in sinks.items():
+            assert isinstance(sink, Sink)
+            assert sink.name == name
+            assert sink.digest is True
+            assert "tok-" not in repr(sink)
+        assert sinks["team"].min_interval == 1.0
+        assert sinks["hook"].min_interval == 2.0
+        await sinks["tty"].send([sample_delivery("tty", datetime.now(UTC))])
+        assert "TMT/USD" in out.getvalue()
+        for sink in sinks.values():
+            await sink.aclose()
+
+
+SECRETS = (
+    "slack-leak-token-1",
+    "T0LEAKXX",
+    "smtp-leak-pass-2",
+    "webhook-leak-url-3",
+    "webhook-leak-hmac-4",
+    "webhook-leak-hdr-5",
+    "apprise-leak-pass-6",
+    "apprise-leak-path-7",
+)
+THIRD_PARTY = ("httpx", "httpcore", "apprise", "urllib3", "aiosmtplib", "asyncio")
+
+
+async def test_no_secret_reaches_any_log_error_or_repr(caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("", *THIRD_PARTY):
+        caplog.set_level(logging.DEBUG, logger=name or None)
+    seen: list[str] = []
+    slack_path = "/services/T0LEAKXX/B0LEAKXX/slack-leak-token-1"
+    hook_path = "/hook/webhook-leak-url-3"
+    apprise_path = "/apprise-leak-path-7"
+    dead = refused_port()
+    async with (
+        HttpReceiver() as web,
+        SmtpReceiver(credentials=("user", "the-right-one")) as smtp,
+        httpx.AsyncClient() as http,
+    ):
+        # every answer echoes the request path, as many error pages do
+        web.answer(*(Reply(500, f"Cannot POST {p}") for p in (slack_path, hook_path)))
+        web.answer(Reply(500, f"no such endpoint {apprise_path}"))
+        configs = CONFIG.validate_python(
+            {
+                "slack": {"type": "slack", "webhook_url": web.url(slack_path), "timeout": 2},
+                "slack-dead": {
+                    "type": "slack",
+                    "webhook_url": f"http://127.0.0.1:{dead}{slack_path}",
+                },
+                "mail": {
+                    "type": "email",
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "tls": "none",
+                    "username": "user",
+                    "password": "smtp-leak-pass-2",
+                    "from": "m@example.com",
+                    "to": ["a@example.com"],
+                },
+                "mail-dead": {
+                    "type": "email",
+                    "host": "127.0.0.1",
+                    "port": dead,
+                    "tls": "none",
+                    "username": "user",
+                    "password": "smtp-leak-pass-2",
+                    "from": "m@example.com",
+                    "to": ["a@example.com"],
+                },
+                "hook": {
+                    "type": "webhook",
+                    "url": web.url(hook_path),
+                    "secret": "webhook-leak-hmac-4",
+                    "headers": {"Authorization": "Bearer webhook-leak-hdr-5"},
+                },
+                "hook-dead": {
+                    "type": "webhook",
+                    "url": f"http://127.0.0.1:{dead}{hook_path}",
+                    "secret": "webhook-leak-hmac-4",
+                },
+                "notify": {
+                    "type": "apprise",
+                    "urls": [f"json://user:apprise-leak-pass-6@127.0.0.1:{web.port}{apprise_path}"],
+                },
+                "notify-dead": {
+                    "type": "apprise",
+                    "urls": [f"json://user:apprise-leak-pass-6@127.0.0.1:{dead}{apprise_path}"],
+                },
+            }
+        )
+        with structlog.testing.capture_logs() as events:
+            sinks = build_sinks(configs, http=http)
+            for name in ("slack", "hook", "notify"):  # the order the scripted answers expect
+                seen.append(repr(sinks[name]))
+                with pytest.raises(SinkError) as info:
+                    await sinks[name].send([sample_delivery(name, datetime.now(UTC))])
+                seen += _describe(info.value)
+            for name in ("slack-dead", "mail", "mail-dead", "hook-dead", "notify-dead"):
+                seen.append(repr(sinks[name]))
+                with pytest.raises(SinkError) as info:
+                    await sinks[name].send([sample_delivery(name, datetime.now(UTC))])
+                seen += _describe(info.value)
+            for sink in sinks.values():
+                await sink.aclose()
+        # the wrong password really went out (aiosmtplib tries each AUTH mechanism in turn)
+        assert smtp.handler.logins
+        assert set(smtp.handler.logins) == {("user", False)}
+
+    seen += [repr(event) for event in events]
+    for record in caplog.records:
+        seen += [record.getMessage(), repr(record.args), record.exc_text or ""]
+        if record.exc_info:
+            seen.append("".join(traceback.format_exception(*record.exc_info)))
+    seen += [caplog.text]
+
+    # the filters really saw the libraries' URL-bearing records
+    assert any(r.name == "httpx" and "[redacted]" in r.getMessage() for r in caplog.records)
+    assert any(r.name.startswith("apprise") for r in caplog.records)
+    assert len(web.requests) == 3
+    haystack = "\n".join(seen)
+    for secret in SECRETS:
+        assert secret not in haystack, f"{secret!r} leaked"
+
+
+def _describe(exc: SinkError) -> list[str]:
+    return [
+        str(exc),
+        repr(exc),
+        exc.memo or "",
+        "".join(traceback.format_exception(exc)),
+    ]
+
+
+async def test_logger_filters_are_removed_on_aclose() -> None:
+    before = list(logging.getLogger("httpx").filters)
+    configs: dict[str, Any] = CONFIG.validate_python(
+        {"team": {"type": "slack", "webhook_url": "https://hooks.example/x/tok-9"}}
+    )
+    async with httpx.AsyncClient() as http:
+        sinks = build_sinks(configs, http=http)
+        assert len(logging.getLogger("httpx").filters) == len(before) + 1
+        await sinks["team"].aclose()
+    assert logging.getLogger("httpx").filters == before

@@ -1,0 +1,268 @@
+"""The Slack sink against a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
+
+from monitor.errors import SinkError
+from monitor.models import Delivery
+from monitor.settings import SlackSink as SlackConfig
+from monitor.sinks import Sink
+from monitor.sinks.slack import EVENTS_PER_MESSAGE, MAX_BLOCKS, SlackSink
+
+TOKEN_PATH = "/services/T0SECRET/B0SECRET/slack-token-Zx9"
+
+
+@pytest.fixture
+async def rx() -> AsyncIterator[HttpReceiver]:
+    async with HttpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def make(url: str, http: httpx.AsyncClient | None = None, **extra: Any) -> SlackSink:
+    config = SlackConfig(type="slack", webhook_url=SecretStr(url), timeout=2.0, **extra)
+    return SlackSink("team", config, http=http)
+
+
+def texts(payload: dict[str, Any]) -> list[str]:
+    """Every text of a payload: the fallback, the header, sections and context elements."""
+    out = [payload["text"]]
+    for block in payload["blocks"]:
+        if "text" in block:
+            out.append(block["text"]["text"])
+        out += [element["text"] for element in block.get("elements", ())]
+    return out
+
+
+async def test_ok_posts_block_kit(rx: HttpReceiver, http: httpx.AsyncClient) -> None:
+    sink = make(rx.url(TOKEN_PATH), http)
+    assert isinstance(sink, Sink)
+    assert (sink.digest, sink.min_interval) == (True, 1.0)
+    d = delivery()
+    await sink.send([d])
+    (request,) = rx.requests
+    assert (request.method, request.path) == ("POST", TOKEN_PATH)
+    assert request.headers["content-type"].startswith("application/json")
+    payload = request.json()
+    header, section, context = payload["blocks"]
+    assert header == {
+        "type": "header",
+        "text": {
+            "type": "plain_text",
+            "text": "TMT/USD change % 0% → -0.14% (0.28575)",
+            "emoji": True,
+        },
+    }
+    assert section["text"] == {
+        "type": "mrkdwn",
+        "text": "▼ *TMT/USD* change % 0% → -0.14%, rate 0.28575",
+    }
+    context_text = context["elements"][0]["text"]
+    for piece in ("timesca", "https://timesca.com/", "2025-05-16T09:30:00Z", "2025-05-16"):
+        assert piece in context_text
+    assert f"`{d.short_id}`" in context_text
+    assert payload["text"].startswith("TMT/USD change % 0% → -0.14% (0.28575)")
+    await sink.aclose()
+    assert not http.is_closed  # a shared client belongs to the caller
+
+
+async def test_429_is_retryable_after_retry_after(rx: HttpReceiver) -> None:
+    rx.answer(Reply(429, "rate_limited", {"Retry-After": "2"}))
+    sink = make(rx.url(TOKEN_PATH))
+    with pytest.raises(SinkError) as info:
+        await sink.send([delivery()])
+    assert info.value.retryable
+    assert info.value.retry_after == 2.0
+    await sink.aclose()
+
+
+async def test_5xx_is_retryable(rx: HttpReceiver, http: httpx.AsyncClient) -> None:
+    rx.answer(Reply(500, "internal_error"), Reply(503, "", {"Retry-After": "bogus"}))
+    sink = make(rx.url(TOKEN_PATH), http)
+    for _ in range(2):
+        with pytest.raises(SinkError) as info:
+            await sink.send([delivery()])
+        assert info.value.retryable
+        assert info.value.retry_after is None
+    await sink.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (400, "invalid_payload"),
+        (403, "action_prohibited"),
+        (404, "no_service"),
+        (410, "channel_is_archived"),
+        (404, "channel_not_found"),
+    ],
+)
+async def test_other_4xx_is_permanent_with_the_body(
+    rx: HttpReceiver, http: httpx.AsyncClient, status: int, body: str
+) -> None:
+    rx.answer(Reply(status, body))
+    sink = make(rx.url(TOKEN_PATH), http)
+    with pytest.raises(SinkError) as info:
+        await sink.send([delivery()])
+    assert not info.value.retryable
+    assert body in str(info.value)
+    assert f"HTTP {status}" in str(info.value)
+    assert "slack-token" not in str(info.value)
+    await sink.aclose()
+
+
+async def test_2xx_without_ok_is_retryable(rx: HttpReceiver, http: httpx.AsyncClient) -> None:
+    rx.answer(Reply(200, "<html>captive portal</html>"))
+    sink = make(rx.url(TOKEN_PATH), http)
+    with pytest.raises(SinkError) as info:
+        await sink.send([delivery()])
+    assert info.value.retryable
+    await sink.aclose()
+
+
+async def test_transport_errors_are_retryable_and_name_no_url(http: httpx.AsyncClient) -> None:
+    sink = make(f"http://127.0.0.1:{refused_port()}{TOKEN_PATH}", http)
+    with pytest.raises(SinkError) as info:
+        await sink.send([delivery()])
+    assert info.value.retryable
+    assert str(info.value).startswith("slack webhook 'team': connection failed")
+    assert info.value.__cause__ is None
+    assert "slack-token" not in str(info.value)
+    await sink.aclose()
+
+
+async def test_timeout_is_retryable(rx: HttpReceiver, http: httpx.AsyncClient) -> None:
+    rx.answer(Reply(200, "ok", delay=1.0))
+    config = SlackConfig(type="slack", webhook_url=SecretStr(rx.url(TOKEN_PATH)), timeout=0.2)
+    sink = SlackSink("team", config, http=http)
+    with pytest.raises(SinkError) as info:
+        await sink.send([delivery()])
+    assert info.value.retryable
+    assert "timed out" in str(info.value)
+    await sink.aclose()
+
+
+async def test_scraped_text_is_escaped(rx: HttpReceiver, http: httpx.AsyncClient) -> None:
+    sink = make(rx.url(TOKEN_PATH), http)
+    await sink.send([delivery(pair="<!channel> R&D\r\n<@U123>", detail="a <b> & c")])
+    payload = rx.requests[0].json()
+    for text in texts(payload):
+        assert "<!channel>" not in text
+        assert "<@U123>" not in text
+        assert "\n" not in text or text == payload["text"]
+    section = payload["blocks"][1]["text"]["text"]
+    assert "&lt;!channel&gt; R&amp;D &lt;@U123&gt;" in section
+    await sink.aclose()
+
+
+async def test_digest_of_20_fits_one_message_under_50_blocks(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    batch = batch_of(20)
+    sink = make(rx.url(TOKEN_PATH), http)
+    await sink.send(batch)
+    (request,) = rx.requests
+    payload = request.json()
+    assert len(payload["blocks"]) == 41 <= MAX_BLOCKS
+    assert payload["blocks"][0]["text"]["text"] == "timesca: 20 changes"
+    joined = "\n".join(texts(payload))
+    for d in batch:
+        assert d.short_id in joined
+        assert d.event.pair is not None
+        assert d.event.pair in joined
+    await sink.aclose()
+
+
+def ids_in(payloads: list[dict[str, Any]], batch: list[Delivery]) -> list[str]:
+    found = []
+    for payload in payloads:
+        for block in payload["blocks"]:
+            for element in block.get("elements", ()):
+                found += [d.short_id for d in batch if f"`{d.short_id}`" in element["text"]]
+    return found
+
+
+async def test_big_digest_is_split_and_every_event_sent_once(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    batch = batch_of(60)
+    sink = make(rx.url(TOKEN_PATH), http)
+    await sink.send(batch)
+    payloads = [r.json() for r in rx.requests]
+    assert len(payloads) == 3
+    assert all(len(p["blocks"]) <= MAX_BLOCKS for p in payloads)
+    assert [len(p["blocks"]) for p in payloads] == [49, 49, 25]
+    assert payloads[0]["blocks"][0]["text"]["text"] == "timesca: 60 changes (1/3)"
+    assert sorted(ids_in(payloads, batch)) == sorted(d.short_id for d in batch)
+    assert EVENTS_PER_MESSAGE == 24
+    await sink.aclose()
+
+
+async def test_half_sent_digest_retries_only_the_rest(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    batch = batch_of(30)
+    rx.answer(Reply(200, "ok"), Reply(503, "busy"))
+    sink = make(rx.url(TOKEN_PATH), http)
+    with pytest.raises(SinkError) as info:
+        await sink.send(batch)
+    assert info.value.retryable
+    assert info.value.memo is not None
+    # the worker stores the memo on every row of the batch and hands them back
+    retry = [
+        Delivery(d.id, d.dedup_key, d.sink, d.event, d.check_id, 1, d.created_at, info.value.memo)
+        for d in batch
+    ]
+    await sink.send(retry)
+    payloads = [r.json() for r in rx.requests]
+    first, _failed, second = payloads
+    assert sorted(ids_in([first, second], batch)) == sorted(d.short_id for d in batch)
+    assert second["blocks"][0]["text"]["text"] == "timesca: 6 changes"
+    await sink.aclose()
+
+
+async def test_long_texts_respect_slack_limits(rx: HttpReceiver, http: httpx.AsyncClient) -> None:
+    sink = make(
+        rx.url(TOKEN_PATH),
+        http,
+        title_template="&" * 400,
+        body_template="$detail " * 40,
+    )
+    await sink.send([delivery(detail="<&>" * 200)])
+    payload = rx.requests[0].json()
+    header = payload["blocks"][0]["text"]["text"]
+    assert len(header) <= 150
+    assert header.endswith("…")
+    for text in texts(payload):
+        assert len(text) <= 3000
+    await sink.aclose()
+
+
+async def test_repr_shows_no_secret(rx: HttpReceiver) -> None:
+    sink = make(rx.url(TOKEN_PATH))
+    assert "slack-token" not in repr(sink)
+    assert "T0SECRET" not in repr(sink)
+    await sink.aclose()
+
+
+async def test_split_header_keeps_its_part_number(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    sink = make(rx.url(TOKEN_PATH), http, title_template="x" * 300)
+    await sink.send(batch_of(30))
+    headers = [r.json()["blocks"][0]["text"]["text"] for r in rx.requests]
+    assert [h[-6:] for h in headers] == [" (1/2)", " (2/2)"]
+    assert all(len(h) <= 150 for h in headers)
+    await sink.aclose()

@@ -1,0 +1,155 @@
+"""The JSON webhook sink against a real HTTP receiver that verifies its signature."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
+
+from monitor.errors import SinkError
+from monitor.settings import WebhookSink as WebhookConfig
+from monitor.sinks import Sink
+from monitor.sinks._http import parse_retry_after
+from monitor.sinks.webhook import WebhookSink
+
+SECRET = "whsec-shared-Q7"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def make(url: str, http: httpx.AsyncClient, **extra: Any) -> WebhookSink:
+    config = WebhookConfig(type="webhook", url=SecretStr(url), timeout=2.0, **extra)
+    return WebhookSink("hook", config, http=http)
+
+
+async def test_signed_post_verified_by_the_receiver(http: httpx.AsyncClient) -> None:
+    async with HttpReceiver(secret=SECRET.encode()) as rx:
+        sink = make(
+            rx.url("/in"),
+            http,
+            secret=SecretStr(SECRET),
+            headers={
+                "Authorization": SecretStr("Bearer hdr-tok"),
+                "X-Signature-256": SecretStr("x"),
+            },
+        )
+        assert isinstance(sink, Sink)
+        batch = batch_of(2, "hook")
+        await sink.send(batch)
+        (request,) = rx.requests
+        assert request.signature_valid is True
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["authorization"] == "Bearer hdr-tok"
+        assert request.headers["x-ticker-monitor-delivery"] == batch[0].dedup_key
+        body = request.json()
+        assert body["version"] == 1
+        assert body["title"] == "timesca: 2 changes"
+        assert len(body["text"].splitlines()) == 2
+        first = body["events"][0]
+        assert first == {
+            **batch[0].event.to_json(),
+            "dedup_id": batch[0].short_id,
+            "dedup_key": batch[0].dedup_key,
+        }
+        assert first["new"] == {"rate": "1.001", "change_pct": "0.01"}
+        await sink.aclose()
+
+
+async def test_a_wrong_secret_fails_verification(http: httpx.AsyncClient) -> None:
+    async with HttpReceiver(secret=b"the receiver's secret") as rx:
+        sink = make(rx.url("/in"), http, secret=SecretStr("another secret"))
+        with pytest.raises(SinkError) as info:
+            await sink.send([delivery("hook")])
+        assert not info.value.retryable  # 401
+        assert rx.requests[0].signature_valid is False
+        await sink.aclose()
+
+
+async def test_unsigned_post_has_no_signature(http: httpx.AsyncClient) -> None:
+    async with HttpReceiver() as rx:
+        rx.answer(Reply(204, b""))
+        sink = make(rx.url("/in"), http)
+        await sink.send([delivery("hook")])  # any 2xx, any body
+        assert "x-signature-256" not in rx.requests[0].headers
+        await sink.aclose()
+
+
+@pytest.mark.parametrize(
+    ("reply", "retryable", "retry_after"),
+    [
+        (Reply(400, "bad request"), False, None),
+        (Reply(404, "Cannot POST /in/tok-77"), False, None),
+        (Reply(301, "", {"Location": "http://example.invalid/"}), False, None),
+        (Reply(429, "slow down", {"Retry-After": "7"}), True, 7.0),
+        (Reply(500, "oops"), True, None),
+        (Reply(502, ""), True, None),
+    ],
+)
+async def test_classification(
+    http: httpx.AsyncClient, reply: Reply, retryable: bool, retry_after: float | None
+) -> None:
+    async with HttpReceiver() as rx:
+        rx.answer(reply)
+        sink = make(rx.url("/in/tok-77"), http)
+        with pytest.raises(SinkError) as info:
+            await sink.send([delivery("hook")])
+        assert info.value.retryable is retryable
+        assert info.value.retry_after == retry_after
+        assert "tok-77" not in str(info.value)  # an echoed path is the URL: redacted
+        assert len(rx.requests) == 1  # no redirect followed
+        await sink.aclose()
+
+
+async def test_refused_connection_is_retryable(http: httpx.AsyncClient) -> None:
+    sink = make(f"http://127.0.0.1:{refused_port()}/in", http)
+    with pytest.raises(SinkError) as info:
+        await sink.send([delivery("hook")])
+    assert info.value.retryable
+    await sink.aclose()
+
+
+async def test_repr_shows_no_secret() -> None:
+    sink = WebhookSink(
+        "hook",
+        WebhookConfig(
+            type="webhook",
+            url=SecretStr("https://h.example/in/tok-77"),
+            secret=SecretStr(SECRET),
+            headers={"Authorization": SecretStr("Bearer hdr-tok")},
+        ),
+    )
+    text = repr(sink)
+    for secret in ("tok-77", SECRET, "hdr-tok"):
+        assert secret not in text
+    await sink.aclose()
+
+
+async def test_a_header_httpx_cannot_send_is_permanent(http: httpx.AsyncClient) -> None:
+    async with HttpReceiver() as rx:
+        for value in ("line\r\nX-Injected: 1", "sécret-€"):
+            sink = make(rx.url("/in"), http, headers={"X-Token": SecretStr(value)})
+            with pytest.raises(SinkError) as info:
+                await sink.send([delivery("hook")])
+            assert not info.value.retryable
+            assert value not in str(info.value)
+            await sink.aclose()
+        assert rx.requests == []
+
+
+def test_retry_after_forms() -> None:
+    now = datetime(2025, 5, 16, 9, 30, tzinfo=UTC)
+    assert parse_retry_after("2", now) == 2.0
+    assert parse_retry_after("Fri, 16 May 2025 09:30:30 GMT", now) == 30.0
+    assert parse_retry_after("Fri, 16 May 2025 09:00:00 GMT", now) == 0.0  # in the past
+    assert parse_retry_after("99999999", now) == 3600.0  # capped
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
