@@ -24,6 +24,7 @@ fragment), so tokens in a target's URL never reach a log line or an alert.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 import zlib
@@ -367,6 +368,21 @@ class _Outcome:
 # --- the fetcher -----------------------------------------------------------------------------
 
 
+async def _drain(response: httpx.Response, limit: int = 65536, seconds: float = 0.5) -> None:
+    """Read and drop a small body (304, errors, redirects) so its keep-alive connection is reused.
+
+    A body longer than ``limit`` or slower than ``seconds`` is not worth it: the connection is
+    closed instead. Transport errors here do not matter either; the status is what counts.
+    """
+    seen = 0
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(seconds):
+            async for chunk in response.aiter_raw():
+                seen += len(chunk)
+                if seen > limit:
+                    return
+
+
 class Fetcher:
     """Fetches pages through one shared ``httpx.AsyncClient``; build one per process.
 
@@ -559,6 +575,7 @@ class Fetcher:
                         return await self._complete(
                             response, current, policy, sent, conditional=conditional
                         )
+                    await _drain(response)
                 next_url = target.join(location.strip()).copy_with(fragment=None)
                 redirects += 1
                 self._check_redirect(
@@ -629,6 +646,7 @@ class Fetcher:
         if 200 <= status < 300:
             body = await _read_capped(response, policy.max_bytes, where)
             return _Outcome(url, status, body, Validators(etag, last_modified), False, content_type)
+        await _drain(response)  # so that the connection can serve the next request
         if status == 304 and conditional:
             validators = Validators(etag or sent.etag, last_modified or sent.last_modified)
             return _Outcome(url, status, b"", validators, True, content_type)

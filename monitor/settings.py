@@ -303,7 +303,7 @@ class SlackSink(_SinkBase):
     @classmethod
     def _https(cls, value: SecretStr) -> SecretStr:
         if not re.match(r"^https?://", value.get_secret_value()):
-            raise ValueError("expected an https:// webhook URL (value not shown)")
+            raise ValueError("expected an http(s):// webhook URL (value not shown)")
         return value
 
 

@@ -425,6 +425,7 @@ class _FileWatch:
     server: PageServer
     path: Path
     content_type: str
+    validators: bool = True
     stamp: tuple[int, int] = field(default=(-1, -1))
 
     def __call__(self, request: Request) -> Reply:
@@ -435,7 +436,12 @@ class _FileWatch:
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self.stamp:
             self.stamp = stamp
-            self.server.set_page(self.path.read_bytes(), content_type=self.content_type)
+            self.server.set_page(
+                self.path.read_bytes(),
+                content_type=self.content_type,
+                etag=self.validators,
+                last_modified=self.validators,
+            )
         return self.server.page_reply(request)
 
 
@@ -445,11 +451,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--page", type=Path, required=True, help="file to serve at every path")
     parser.add_argument("--content-type", default="text/html; charset=utf-8")
+    parser.add_argument(
+        "--no-validators", action="store_true", help="send no ETag/Last-Modified (never 304)"
+    )
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         server = PageServer(host=args.host, port=args.port, content_type=args.content_type)
-        server.default = _FileWatch(server, args.page, args.content_type)
+        server.default = _FileWatch(
+            server, args.page, args.content_type, validators=not args.no_validators
+        )
         await server.start()
         print(server.url, flush=True)  # the parent reads the port from this line
         try:

@@ -399,6 +399,23 @@ async def test_list_outbox_filters_and_validates(store: SqliteStore) -> None:
         await store.list_outbox(status="lost")
 
 
+async def test_requeue_revives_only_dead_rows(store: SqliteStore) -> None:
+    await commit(store, [delivery(1), delivery(2)])
+    first, second = await store.claim("slack", now=T0, limit=2, lease=60, owner="w")
+    await store.mark_dead([first.id], now=T0, error="404 no_service")
+    await store.mark_sent([second.id], now=T0)
+    later = T0 + timedelta(days=3)
+    assert await store.requeue([first.id, second.id, 999], now=later) == 1
+    r = {row["id"]: row for row in await rows(store)}
+    assert r[first.id]["status"] == "pending"
+    assert r[first.id]["attempts"] == 0
+    assert r[first.id]["created_at"] == later  # max_age counts from the re-queue
+    assert r[first.id]["next_attempt_at"] == later
+    assert r[second.id]["status"] == "sent"
+    (again,) = await store.claim("slack", now=later, limit=5, lease=60, owner="w2")
+    assert again.id == first.id
+
+
 # --- retention ----------------------------------------------------------------------------------
 
 

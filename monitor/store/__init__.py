@@ -86,6 +86,10 @@ class Store(Protocol):
         """Give leased rows back untouched (graceful shutdown)."""
         ...
 
+    async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
+        """Dead rows back to pending (attempts reset, due now, age counted from now); count them."""
+        ...
+
     async def next_due(self, sink: str) -> datetime | None:
         """When the oldest pending row of ``sink`` becomes due (None: nothing pending).
 

@@ -476,6 +476,25 @@ class SqliteStore:
             ids,
         )
 
+    async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
+        """Give dead rows another life: pending, no attempts, due now, and ``max_age`` counted
+        from now. Returns how many rows were dead and are now pending."""
+        at = _ts(now)
+        rows = [(at, at, at, row_id) for row_id in ids]
+
+        def write(conn: sqlite3.Connection) -> int:
+            changed = 0
+            for params in rows:
+                changed += conn.execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                    " created_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL"
+                    " WHERE status = 'dead' AND id = ?",
+                    params,
+                ).rowcount
+            return changed
+
+        return await self._write("requeue", write)
+
     async def next_due(self, sink: str) -> datetime | None:
         """When the head pending row of ``sink`` can next be claimed: its ``next_attempt_at``, or
         the end of a lease on it if that is later (a leased head is claimable when it lapses)."""

@@ -1,0 +1,199 @@
+"""One check of one target: fetch → parse → detect → route → commit (state + outbox together) → wake.
+
+:class:`Checker` holds no state of its own between checks: everything the detector remembers lives in
+the store, written in the same transaction as the alerts it caused. A crash anywhere before the commit
+leaves the previous state in place, so the next check finds the same change again; a crash after it
+leaves the alerts in the outbox for the delivery worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+
+from monitor.detect import FetchFailed, Observed, Outcome, ParseFailed, Policy, implausible_pairs
+from monitor.detect import step as detect_step
+from monitor.errors import FetchError, ParseError
+from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
+from monitor.logs import bind_check, unbind_check
+from monitor.metrics import Metrics
+from monitor.models import Snapshot, Validators
+from monitor.parse import Grammar, parse
+from monitor.route import Route, route
+from monitor.settings import TargetConfig
+from monitor.store import Store
+
+log = structlog.get_logger("monitor.check")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What one check did: its outcome (``observed``, ``not_modified``, ``fetch_failed``,
+    ``parse_failed``), how many events it detected and how many outbox rows it wrote."""
+
+    target: str
+    check_id: str
+    outcome: str
+    events: int
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    """A target's settings turned into what the hot path needs, computed once at start-up."""
+
+    config: TargetConfig
+    grammar: Grammar
+    fetch_policy: FetchPolicy
+    detect_policy: Policy
+    headers: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def read_snapshot(body: bytes, plan: TargetPlan) -> Snapshot:
+    """Parse a page and keep only the target's configured pairs (all when none are configured)."""
+    snapshot = parse(body, selector=plan.config.selector, grammar=plan.grammar)
+    wanted = plan.config.pairs
+    if wanted:
+        quotes = tuple(q for q in snapshot.quotes if q.pair in wanted)
+        if not quotes:
+            raise ParseError(f"none of the configured pairs ({', '.join(wanted)}) is on the page")
+        snapshot = replace(snapshot, quotes=quotes)
+    return snapshot
+
+
+class Checker:
+    """Runs checks. Built once by the composition root; safe to call concurrently for other targets."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        fetcher: Fetcher,
+        routes: tuple[Route, ...],
+        on_committed: Callable[[], None],
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+        max_concurrent: int = 16,
+    ) -> None:
+        self._store = store
+        self._fetcher = fetcher
+        self._routes = routes
+        self._on_committed = on_committed
+        self._clock = clock
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    async def check(self, plan: TargetPlan) -> CheckResult:
+        check_id = uuid.uuid4().hex[:12]
+        bind_check(plan.name, check_id)
+        started = time.perf_counter()
+        try:
+            async with self._slots:
+                result = await self._check(plan, check_id)
+        finally:
+            unbind_check()
+        self._metrics.check_done(plan.name, result.outcome, time.perf_counter() - started)
+        return result
+
+    async def _check(self, plan: TargetPlan, check_id: str) -> CheckResult:
+        state, validators = await self._store.load_target(plan.name)
+        now = self._clock()
+        url = plan.config.url
+        observed: Snapshot | None = None
+        new_validators = Validators()
+        outcome: Outcome
+        label: str
+        try:
+            # Validators are only worth sending while we hold the snapshot they describe.
+            fetched = await self._fetch(plan, validators if state.snapshot else None)
+            if fetched.not_modified and state.snapshot is not None:
+                outcome, label = Observed(state.snapshot), "not_modified"
+                new_validators = fetched.validators
+            else:
+                observed = await self._read_confirmed(plan, fetched, state.snapshot)
+                outcome, label = Observed(observed), "observed"
+                new_validators = fetched.validators
+        except FetchError as exc:
+            outcome, label = FetchFailed(str(exc)), "fetch_failed"
+            new_validators = validators
+            log.warning("fetch_failed", url=safe_url(url), error=str(exc))
+        except ParseError as exc:
+            # Keep no validators: a 304 must never confirm a page we could not read.
+            outcome, label = ParseFailed(str(exc)), "parse_failed"
+            log.warning("parse_failed", url=safe_url(url), error=str(exc))
+
+        new_state, events = detect_step(
+            state,
+            outcome,
+            now,
+            target=plan.name,
+            source_url=safe_url(url),
+            policy=plan.detect_policy,
+        )
+        deliveries, last_routed = route(
+            events,
+            self._routes,
+            check_id=check_id,
+            now=now,
+            last_routed=new_state.last_routed,
+        )
+        new_state = replace(new_state, last_routed=last_routed)
+        # History keeps what changed, not every identical check.
+        if observed is not None and observed == state.snapshot:
+            observed = None
+        inserted = await self._store.commit_check(
+            plan.name,
+            state=new_state,
+            validators=new_validators,
+            observed=observed,
+            observed_at=now,
+            deliveries=deliveries,
+        )
+        for event in events:
+            self._metrics.event(plan.name, event.kind.value)
+            log.info("event_detected", kind=event.kind.value, pair=event.pair, detail=event.detail)
+        if inserted:
+            self._on_committed()
+        log.info(
+            "check_done",
+            outcome=label,
+            changed=observed is not None,
+            events=len(events),
+            deliveries=inserted,
+        )
+        return CheckResult(plan.name, check_id, label, len(events), inserted)
+
+    async def _fetch(self, plan: TargetPlan, validators: Validators | None) -> FetchResult:
+        return await self._fetcher.fetch(
+            plan.config.url,
+            policy=plan.fetch_policy,
+            validators=validators,
+            headers=plan.headers,
+        )
+
+    async def _read_confirmed(
+        self, plan: TargetPlan, fetched: FetchResult, previous: Snapshot | None
+    ) -> Snapshot:
+        """Parse the page; an implausible jump is confirmed by one immediate re-fetch."""
+        snapshot = read_snapshot(fetched.body, plan)
+        jumps = implausible_pairs(previous, snapshot, plan.config.max_jump_pct)
+        if not jumps:
+            return snapshot
+        log.warning("implausible_jump", pairs=list(jumps), max_jump_pct=plan.config.max_jump_pct)
+        again = read_snapshot((await self._fetch(plan, None)).body, plan)
+        first, second = snapshot.by_pair(), again.by_pair()
+        confirmed = all(
+            p in second and second[p].rate == first[p].rate for p in jumps if p in first
+        )
+        log.info("implausible_jump_rechecked", pairs=list(jumps), confirmed=confirmed)
+        return again

@@ -1,0 +1,309 @@
+"""The composition root: builds every part from ``Settings`` and runs them.
+
+``Daemon.run_once`` checks every target once and delivers what is due (``run --once``).
+``Daemon.run_forever`` schedules one APScheduler job per target and runs the delivery worker until
+SIGTERM/SIGINT, then stops scheduling, lets in-flight checks and sends finish within the grace period,
+leaves the rest in the outbox and returns.
+
+Nothing here is global: two daemons in one process (as the tests do) share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.check import Checker, CheckResult, TargetPlan
+from monitor.detect import Policy, thresholds_from_rules
+from monitor.errors import StoreError
+from monitor.fetch import Fetcher, FetchPolicy
+from monitor.metrics import Metrics
+from monitor.outbox import Deliverer, RetryPolicy
+from monitor.route import routes_from_settings
+from monitor.settings import ActiveWindow, Settings, TargetConfig
+from monitor.sinks import Sink
+from monitor.sinks.build import build_sinks
+from monitor.store import Store
+from monitor.store.open import open_store
+from monitor.web import Response, WebServer, json_response
+
+log = structlog.get_logger("monitor.daemon")
+
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: first runs after a start are spread over at most this many seconds (no thundering herd)
+STARTUP_SPREAD = 30.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def in_window(window: ActiveWindow | None, now: datetime) -> bool:
+    """Is ``now`` inside the target's active window (days and hours in its time zone)?"""
+    if window is None:
+        return True
+    local = now.astimezone(ZoneInfo(window.timezone))
+    if _DAY_NAMES[local.weekday()] not in window.days:
+        return False
+    start_s, end_s = window.hours.split("-")
+    start = time.fromisoformat(start_s)
+    end = time.max if end_s == "24:00" else time.fromisoformat(end_s)
+    clock = local.time().replace(tzinfo=None)
+    if start <= end:
+        return start <= clock < end
+    return clock >= start or clock < end  # a window across midnight, e.g. 22:00-06:00
+
+
+def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
+    thresholds = thresholds_from_rules(
+        settings.rules, [settings.rule_name(i) for i in range(len(settings.rules))]
+    )
+    headers = dict(target.headers)
+    if target.user_agent:
+        headers["User-Agent"] = target.user_agent
+    return TargetPlan(
+        config=target,
+        grammar=target.grammar(),
+        fetch_policy=FetchPolicy(
+            timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
+        ),
+        detect_policy=Policy(down_after=target.down_after, thresholds=thresholds),
+        headers=headers,
+    )
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 -- spreads start times, not a secret
+        self.metrics = Metrics()
+        self.store: Store = open_store(settings.monitor.database.get_secret_value())
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False
+        )
+        self.sinks: dict[str, Sink] = build_sinks(settings.sinks, http=self._http)
+        self.fetcher = Fetcher(
+            user_agent=settings.monitor.user_agent, max_per_host=settings.monitor.max_per_host
+        )
+        d = settings.delivery
+        self.deliverer = Deliverer(
+            self.store,
+            self.sinks,
+            policy=RetryPolicy(
+                max_age=d.max_age,
+                max_attempts=d.max_attempts,
+                backoff_initial=d.backoff_initial,
+                backoff_max=d.backoff_max,
+                lease=d.lease,
+                batch_size=d.batch_size,
+            ),
+            owner=f"{socket.gethostname()}:{os.getpid()}",
+            clock=clock,
+            on_result=self.metrics.delivery,
+        )
+        names = [settings.rule_name(i) for i in range(len(settings.rules))]
+        self.checker = Checker(
+            store=self.store,
+            fetcher=self.fetcher,
+            routes=routes_from_settings(settings.rules, names),
+            on_committed=self.deliverer.wake,
+            clock=clock,
+            metrics=self.metrics,
+            max_concurrent=settings.monitor.max_concurrent_checks,
+        )
+        self.plans = [plan_target(settings, t) for t in settings.targets]
+        self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self.web: WebServer | None = None
+        self._started_at = clock()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        await self.store.open()
+        orphaned = sorted(set(await self.store.sinks_with_pending()) - set(self.sinks))
+        if orphaned:
+            log.warning("outbox_rows_for_unknown_sinks", sinks=orphaned)
+        log.info(
+            "daemon_started",
+            targets=len(self.plans),
+            sinks=sorted(self.sinks),
+            rules=len(self.settings.rules),
+        )
+
+    async def _close(self) -> None:
+        for sink in self.sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.aclose()
+        await self.fetcher.aclose()
+        await self._http.aclose()
+        if self.web is not None:
+            await self.web.aclose()
+        await self.store.aclose()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # --- one-shot ----------------------------------------------------------------------------
+
+    async def run_once(self) -> list[CheckResult]:
+        """Check every target once (now, regardless of active windows), deliver what is due, return."""
+        await self._open()
+        try:
+            results = list(await asyncio.gather(*(self.checker.check(p) for p in self.plans)))
+            await self.deliverer.deliver_due()
+            return results
+        finally:
+            await self._close()
+
+    # --- the daemon --------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        await self._open()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self._schedule(scheduler)
+        listen = self.settings.monitor.listen
+        if listen:
+            self.web = WebServer(listen, {"/healthz": self._healthz, "/metrics": self._metrics})
+            await self.web.start()
+        scheduler.add_job(
+            self._housekeeping,
+            IntervalTrigger(seconds=60),
+            id="housekeeping",
+            next_run_time=self._clock(),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=60,
+        )
+        scheduler.start()
+        worker = asyncio.create_task(self.deliverer.run(), name="deliverer")
+        try:
+            await self._stop.wait()
+        finally:
+            grace = self.settings.monitor.grace_period
+            log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
+            scheduler.shutdown(wait=False)
+            deadline = loop.time() + grace  # one grace period for checks and sends together
+            if self._inflight:
+                _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+                for task in pending:
+                    task.cancel()
+            await self.deliverer.stop(max(0.0, deadline - loop.time()))
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self._close()
+            log.info("daemon_stopped")
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("signal_received", signal=sig.name)
+        self.request_stop()
+
+    def _schedule(self, scheduler: AsyncIOScheduler) -> None:
+        now = self._clock()
+        for plan in self.plans:
+            interval = plan.config.interval
+            first = now + timedelta(seconds=self._rng.uniform(0, min(interval, STARTUP_SPREAD)))
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=interval, jitter=plan.config.effective_jitter or None),
+                args=(plan,),
+                id=f"target:{plan.name}",
+                name=plan.name,
+                next_run_time=first,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval / 2)),
+            )
+            log.info("target_scheduled", target=plan.name, interval=interval, first_run=first)
+
+    async def _job(self, plan: TargetPlan) -> CheckResult | None:
+        if self._stop.is_set():
+            return None
+        if not in_window(plan.config.active, self._clock()):
+            log.debug("check_skipped_inactive", target=plan.name)
+            return None
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
+        self._inflight.add(task)
+        try:
+            return await self.checker.check(plan)
+        except Exception:  # a job never takes the daemon down; the error is logged and counted
+            log.exception("check_crashed", target=plan.name)
+            self.metrics.job_problem(plan.name, "error")
+            return None
+        finally:
+            self._inflight.discard(task)
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        target = str(event.job_id).removeprefix("target:")
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("check_missed", target=target, scheduled=str(event.scheduled_run_time))
+            self.metrics.job_problem(target, "missed")
+        else:
+            log.error("job_failed", target=target, error=str(event.exception))
+            self.metrics.job_problem(target, "error")
+
+    async def _housekeeping(self) -> None:
+        try:
+            retention = timedelta(seconds=self.settings.monitor.history_retention)
+            removed = await self.store.expire_history(self._clock() - retention)
+            if removed:
+                log.info("history_expired", rows=removed)
+            self.metrics.set_outbox(await self.store.outbox_counts())
+        except Exception:
+            log.exception("housekeeping_failed")
+
+    # --- endpoint ----------------------------------------------------------------------------
+
+    async def _healthz(self) -> Response:
+        try:
+            counts = await self.store.outbox_counts()
+        except StoreError as exc:  # the health check reports, it does not crash
+            return json_response(503, {"status": "store_unavailable", "error": type(exc).__name__})
+        pending = sum(c.count for c in counts if c.status == "pending")
+        dead = sum(c.count for c in counts if c.status == "dead")
+        return json_response(
+            200,
+            {
+                "status": "ok",
+                "targets": len(self.plans),
+                "outbox_pending": pending,
+                "outbox_dead": dead,
+                "uptime_seconds": round((self._clock() - self._started_at).total_seconds()),
+            },
+        )
+
+    async def _metrics(self) -> Response:
+        self.metrics.set_outbox(await self.store.outbox_counts())
+        return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+__all__ = ["Daemon", "in_window", "plan_target"]

@@ -1,0 +1,189 @@
+"""Helpers for end-to-end tests: run the real daemon process against real loopback servers.
+
+The daemon runs as ``python -m monitor run`` in a subprocess with its own working directory, a
+config file written by the test, and JSON logs captured to a file. Alerts are audited through file
+sinks (JSON Lines), which record exactly what was delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.pages import SEED_DATE, SEED_QUOTES, QuoteSpec, ticker_html
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def page(changes: dict[str, tuple[str, str | None]] | None = None) -> str:
+    """The seed marquee as a whole HTML page, with some pairs' (rate, change) replaced."""
+    changes = changes or {}
+    quotes: list[QuoteSpec] = [
+        (pair, *changes.get(pair, (rate, change))) for pair, rate, change in SEED_QUOTES
+    ]
+    return ticker_html(quotes, date_line=SEED_DATE, filler_kb=20)
+
+
+def write_config(
+    workdir: Path,
+    page_url: str,
+    *,
+    interval: str = "1s",
+    sinks: Sequence[str] = ("audit", "audit2"),
+    extra: str = "",
+    listen: str = "",
+    retries: int = 0,
+    timeout: str = "5s",
+    target_extra: str = "",
+    delivery: str = 'lease = "2s"\nbackoff_initial = "200ms"\nbackoff_max = "1s"\n',
+) -> Path:
+    sink_tables = "".join(
+        f'[sinks.{name}]\ntype = "file"\npath = "{workdir / (name + ".jsonl")}"\n\n'
+        for name in sinks
+        if name.startswith("audit")
+    )
+    text = f"""
+[monitor]
+database = "sqlite:///{workdir / "state.db"}"
+log_format = "json"
+log_level = "info"
+listen = "{listen}"
+grace_period = "5s"
+
+[delivery]
+{delivery}
+
+[[targets]]
+name = "timesca"
+url = "{page_url}"
+interval = "{interval}"
+jitter = 0
+timeout = "{timeout}"
+retries = {retries}
+{target_extra}
+
+[[rules]]
+name = "all"
+sinks = {json.dumps(list(sinks))}
+
+{sink_tables}
+{extra}
+"""
+    path = workdir / "monitor.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run_once(config: Path, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "run", "--once", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=config.parent,
+        env=_env(),
+    )
+
+
+class DaemonProcess:
+    """The long-running daemon in a subprocess, logs in ``workdir/daemon-N.log``."""
+
+    count = 0
+
+    def __init__(self, config: Path) -> None:
+        DaemonProcess.count += 1
+        self.log_path = config.parent / f"daemon-{DaemonProcess.count}.log"
+        self._log = self.log_path.open("w", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+            env=_env(),
+        )
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                out.append({"event": "_raw", "line": line})
+        return out
+
+    def events_named(self, name: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.logs() if entry.get("event") == name]
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+    def __enter__(self) -> DaemonProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def alerts(path: Path) -> list[dict[str, Any]]:
+    """The events a file sink delivered, in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def outbox_rows(db: Path, status: str | None = None) -> list[sqlite3.Row]:
+    """Read the daemon's outbox from a second, read-only connection (as an operator would)."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        if status:
+            return list(
+                conn.execute("SELECT * FROM outbox WHERE status = ? ORDER BY id", (status,))
+            )
+        return list(conn.execute("SELECT * FROM outbox ORDER BY id"))
+    except sqlite3.OperationalError:
+        return []  # the schema is not there yet
+    finally:
+        conn.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15, every: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
