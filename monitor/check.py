@@ -9,6 +9,7 @@ leaves the alerts in the outbox for the delivery worker.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -57,6 +58,13 @@ class TargetPlan:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the settings that decide what a page reads as."""
+        c = self.config
+        parts = [c.url, c.selector, c.pattern, c.quote_currency, c.decimal_separator, *c.pairs]
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def read_snapshot(body: bytes, plan: TargetPlan) -> Snapshot:
@@ -108,6 +116,16 @@ class Checker:
     async def _check(self, plan: TargetPlan, check_id: str) -> CheckResult:
         state, validators = await self._store.load_target(plan.name)
         now = self._clock()
+        if state.fingerprint != plan.fingerprint:
+            if state.snapshot is not None:
+                log.info("target_settings_changed", detail="the next observation is a baseline")
+            state = replace(
+                state,
+                snapshot=None,
+                inside=frozenset(),
+                last_alerted={},
+                fingerprint=plan.fingerprint,
+            )
         url = plan.config.url
         observed: Snapshot | None = None
         new_validators = Validators()

@@ -73,8 +73,13 @@ def configure_logging(
     fmt: Literal["console", "json", "auto"] = "auto",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    cache: bool = True,
 ) -> Redactor:
-    """Set up structlog and the stdlib root logger; return the redactor (for error messages too)."""
+    """Set up structlog and the stdlib root logger; return the redactor (for error messages too).
+
+    ``cache=False`` keeps loggers unbound to this configuration, so that a test can configure
+    logging and later capture logs with ``structlog.testing.capture_logs``.
+    """
     stream = stream or sys.stderr
     redactor = Redactor(secrets)
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
@@ -132,7 +137,7 @@ def configure_logging(
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     return redactor
 

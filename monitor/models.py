@@ -237,6 +237,9 @@ class TargetState:
     inside: frozenset[str] = frozenset()
     last_alerted: Mapping[str, Decimal] = field(default_factory=dict)
     last_routed: Mapping[str, datetime] = field(default_factory=dict)
+    #: what the target's reading settings (URL, selector, grammar, pairs) were when the snapshot
+    #: was taken; when they change, the next observation is a new baseline
+    fingerprint: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -248,6 +251,7 @@ class TargetState:
             "inside": sorted(self.inside),
             "last_alerted": {k: dec_str(v) for k, v in sorted(self.last_alerted.items())},
             "last_routed": {k: v.isoformat() for k, v in sorted(self.last_routed.items())},
+            "fingerprint": self.fingerprint,
         }
 
     @classmethod
@@ -265,6 +269,7 @@ class TargetState:
             last_routed={
                 k: datetime.fromisoformat(v) for k, v in data.get("last_routed", {}).items()
             },
+            fingerprint=str(data.get("fingerprint", "")),
         )
 
 

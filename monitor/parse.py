@@ -1,77 +1,93 @@
 """The ticker parser: page bytes or text in, a :class:`~monitor.models.Snapshot` out.
 
-``parse`` is pure and deterministic: no I/O, no logging, no clock, no state kept between calls. It
-raises only :class:`~monitor.errors.ParseError` (no ticker, a selector that matches nothing, an
-invalid selector); every other input, however broken, yields a snapshot.
+``parse(page, *, selector=None, grammar=None)`` is pure and deterministic: no I/O, no logging, no
+clock, nothing kept between calls. It raises only :class:`~monitor.errors.ParseError` -- no ticker
+on the page, a selector that matches nothing, a selector that is not valid CSS, a selector for a
+page that is not HTML -- and every other input, however broken, yields a snapshot.
 
 How a page is read
 ==================
 
-1. **Decode.** ``bytes`` are decoded as UTF-8 with ``errors="replace"``, unless a byte-order mark
-   or a ``<meta charset>`` in the first 1024 bytes names another encoding (``latin-1`` and
-   ``ascii`` are read as ``windows-1252``, as browsers do).
-2. **HTML or text.** A page holding an HTML tag (``<html``, ``<body``, ``<div``, ``<ul``, ``<li``,
-   ``<span``, ``<p`` ...) anywhere is HTML; anything else is plain text, split at line breaks.
-3. **Lines.** HTML is parsed with selectolax (Lexbor) and its DOM is walked, iteratively (a
-   100,000-deep page cannot exhaust the stack), into *lines*: block elements (``li``, ``div``,
-   ``p``, ``br``, ``tr``, ``td``, ``h1``-``h6``, ``section`` ...) end a line, inline elements
-   (``span``, ``b``, ``a``, ``small`` ...) do not, so ``<li>TMT/USD = <span>0.28575</span></li>``
-   is one line. Entities are decoded by the parser; ``script``, ``style``, ``noscript``,
-   ``template``, ``svg``, ``math``, ``iframe``, ``textarea``, ``select`` and ``head`` are ignored
-   entirely (they may hold decoy tickers). With a CSS ``selector`` only lines inside the matched
-   elements (all of them, in document order) can be quotes.
-4. **Items.** Each line is normalised (zero-width characters dropped, every run of whitespace --
-   NBSP, narrow NBSP, thin spaces, tabs -- becomes one space, ends stripped) and must match the
-   grammar *as a whole*: ``• KGS/USD = 0.01144 0%`` is a quote, while a sentence that merely
-   contains ``KGS/USD = 0.01`` is prose and is not. The default grammar is
-   ``[bullet] BASE/QUOTE = RATE [±CHANGE%]`` with codes of 2-10 capitals or digits (at least one
-   letter), a bullet among ``• · * - –``, signs ``+``, ``-``, ``−`` (U+2212) and ``–``. Numbers
-   are kept exactly as written: ``0.09650`` stays ``Decimal("0.09650")`` and ``-0%`` is
-   ``Decimal("-0")``. A per-target :class:`Grammar` replaces it with a regular expression that is
-   *searched* in each line (see there).
-5. **Marquee repeats.** Quotes are de-duplicated: one per pair, in order of first appearance. The
-   items are cut into blocks (a block ends where a pair repeats); the values come from the first
-   block holding every pair. A pair whose repeats disagree (another rate or change, compared as
-   numbers, so ``0%`` and ``-0%`` agree) is listed in ``Snapshot.conflicts``.
-6. **Date line.** The first non-blank line after the first run of items (blank lines may sit in
-   between; in HTML, the next block's text, also outside the selected elements) is the page date
-   when it reads ``16 May 2025``, ``Friday, 16 May 2025``, ``May 16, 2025`` or ``2025-05-16``.
-   Anything else, or an impossible date such as ``31 February 2025``, leaves it ``None``.
+1. **Encoding.** ``bytes`` are UTF-8 unless a byte-order mark, or a ``<meta charset>`` in the
+   first 1024 bytes, says otherwise (``latin-1`` and ``ascii`` mean windows-1252, as in browsers).
+   Bytes that do not decode become U+FFFD.
+2. **HTML or text.** A page with a tag of a well-known HTML element anywhere (``<html``,
+   ``<body``, ``<div``, ``<ul``, ``<li``, ``<span``, ``<p``, ``<!DOCTYPE`` ...) is HTML; anything
+   else is plain text, read line by line. ``1 < 2`` in prose is not a tag.
+3. **Lines of HTML.** The page is parsed by selectolax's Lexbor backend (as a browser with
+   scripting on would: ``<noscript>`` holds text) and the DOM walked iteratively, never
+   recursively, into lines: block elements (``li``, ``div``, ``p``, ``br``, ``tr``, ``td``,
+   ``h1``-``h6``, ``section``, ``header``, ``nav``, ``table`` ...) end a line, inline ones
+   (``span``, ``b``, ``a``, ``em``, ``small``, ``sup`` ...) do not, so
+   ``<li>TMT/USD = <span>0.28575</span> <span>-0.14%</span></li>`` is one line. Entities are
+   decoded (``&minus;``, ``&nbsp;``, ``&#8722;``). ``head``, ``script``, ``style``, ``noscript``,
+   ``template``, ``svg``, ``math``, ``iframe``, ``object``, ``textarea``, ``select`` and comments
+   are ignored whole: they may hold decoy tickers. ``pre`` keeps its line breaks. With a CSS
+   ``selector``, only lines inside the matched elements (all of them, in document order; a
+   match inside another counts once) can be quotes.
+4. **Items.** A line is normalised (zero-width characters dropped, each run of whitespace --
+   NBSP, narrow NBSP, thin spaces, tabs -- made one space, ends stripped), then it must match the
+   grammar *as a whole*: ``  • KGS/USD = 0.01144 0%`` is a quote; ``the KGS/USD = 0.01 rate was
+   mentioned`` is prose, and so is ``  • Via Azerbaijan: ...``. The default grammar is
+   ``[bullet] BASE/QUOTE = RATE [CHANGE%]``: codes of 2-10 capitals or digits with at least one
+   letter, bullets ``• · ∙ ● ▪ ‣ ◦ * - – —``, a rate in ASCII digits with an optional fraction, a
+   change with an optional sign (``+``, ``-``, ``−`` U+2212, ``–``). Numbers are ``Decimal``
+   exactly as written: ``0.09650`` keeps its zero, ``-0%`` is ``Decimal("-0")``; no ``%`` (or no
+   change at all) means ``change_pct`` is ``None`` -- a bare trailing number is not an item. A
+   per-target :class:`Grammar` replaces this with a regular expression *searched* in each line.
+5. **Marquee repeats.** One quote per pair, in order of first appearance. The items are cut into
+   blocks, a new block starting where a pair repeats; the values come from the first block that
+   holds every pair (else from each pair's first item). Pairs whose items disagree (another rate
+   or change, compared as numbers, so ``0%`` and ``-0%`` agree) are named in
+   ``Snapshot.conflicts``, once each, in order.
+6. **Date line.** The first non-blank line after the first run of items (blank lines may come
+   between; in HTML that is the next block's text, even outside the selected elements) is the
+   page's date if it reads ``16 May 2025``, ``Friday, 16 May 2025``, ``May 16, 2025``, ``16 Sept
+   2024`` or ``2025-05-16``. Anything else there, a date elsewhere, or an impossible one such as
+   ``31 February 2025`` leaves ``page_date`` ``None``.
 
 Speed
 =====
 
-A DOM parse costs about 15-25 µs per KB on the target machine, so the whole of a 200 KB page
-cannot be parsed within the 2 ms budget. With the default grammar the raw HTML is first scanned
-for the ticker's signature: an ``=`` followed (past spaces, entities and tags) by a digit, whose
-preceding characters read (again past tags) ``CODE/CODE``. Only the document up to a margin after
-the *last* such hit is parsed; nothing after it can hold a quote. The result is used only when the
-walk saw at least two non-blank lines after the last quote (so neither the last quote nor the date
-line can have been cut); otherwise, and whenever the scan finds nothing, the selector could depend
-on later content (``:last-child``, ``:empty``, ``:has`` ...) or the page writes ``=`` or ``/`` as
-an entity, the whole document is parsed. During the walk, a block element whose text (computed by
-Lexbor, in C) holds no ``=`` cannot hold a quote and is skipped; its lines are read only if the
-date line is needed from it.
+Lexbor builds a DOM at 15-25 µs per KB on the target machine, so a 200 KB page cannot be parsed
+whole within the 2 ms budget. With the default grammar, the raw bytes are first scanned (one
+regular expression anchored on ``=``, in C) for the ticker's signature: ``=`` followed, past
+spaces, entities and tags, by a digit, and preceded, read backwards past tags, by ``CODE/CODE``.
+Only the page up to 2 KB past the *last* such hit is parsed: no item can lie beyond. That cut is
+trusted only if the walk then sees two non-blank lines after the last quote (neither that quote
+nor the date line can have been cut short); else 32 KB more are tried, then the whole page. The
+whole page is also read when the scan finds nothing, when the page writes ``=`` or ``/`` as an
+entity past the hit, when a selector might match differently on a cut page (``:last-child``,
+``:empty``, ``:has`` ...) and with a per-target grammar. During the walk, a container (``div``,
+``ul``, ``nav`` ...) whose text, joined by Lexbor in C, holds no ``=`` (with a pattern: no digit)
+is passed over whole, its lines read only if the date line is wanted from it; with a selector, so
+is every block that neither lies in nor holds a matched element. A block holding only inline
+elements becomes one line by Lexbor's text join instead of a walk. Identical lines are matched
+once. ``bench/parse.py`` measures it.
 
-Limits
+Bounds
 ======
 
-Work is bounded on any input: an HTML page is read up to its first 8 MiB of text
-(``MAX_HTML_CHARS``), and up to the point where block elements nest more than ``MAX_DEPTH`` (1000)
-deep, since Lexbor's tree building is quadratic in nesting depth (browsers cap nesting too).
-Lines longer than ``MAX_LINE`` (1024) characters are never quotes. Every regular expression of
-the module has bounded repetition and cannot backtrack catastrophically; a per-target pattern is
-the user's own.
+Work stays bounded on any input. HTML is read up to its first ``MAX_HTML_BYTES`` (8 MiB) and up
+to where block elements nest more than ``MAX_DEPTH`` (1000) deep: Lexbor's tree building costs
+O(depth) per block start tag, so 100,000 nested ``<div>`` would take half a minute (browsers cap
+nesting too). Pages with under 8,000 start tags are not checked: they cannot cost more than
+~0.2 s. Lines longer than ``MAX_LINE`` (1024) characters are never items. Text pages are
+read in 1 MiB chunks, blank and irrelevant lines skipped by C iterators. The module's regular
+expressions have bounded repetition and cannot backtrack catastrophically; a per-target pattern
+is the user's own.
 """
 
 from __future__ import annotations
 
 import codecs
+import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from itertools import compress, count, repeat
 from typing import Final
 
 from selectolax.lexbor import (
@@ -157,12 +173,12 @@ def parse(
     """
     grammar = _DEFAULT_GRAMMAR if grammar is None else grammar
     if isinstance(page, str):
-        if _HTML_TAG.search(page) is None:
+        if not _is_html(page):
             return _parse_text(page, selector, grammar)
         raw = page.encode("utf-8", "replace")
     else:
         raw = _utf8(bytes(page))
-        if _HTML_TAG_BYTES.search(raw) is None:
+        if not _is_html(raw):
             return _parse_text(raw.decode("utf-8", "replace"), selector, grammar)
     return _parse_html(raw, selector, grammar)
 
@@ -178,10 +194,60 @@ def _parse_text(text: str, selector: str | None, grammar: Grammar) -> Snapshot:
     if selector is not None:
         _check_selector(selector)
         raise ParseError(f"selector {selector!r} given, but the page is not HTML")
-    snapshot = _read(((line, True) for line in text.splitlines()), grammar, truncated=False)
+    snapshot = _read(_text_lines(text, grammar), grammar, truncated=False)
     if snapshot is None:
         raise ParseError(_nothing(grammar, None))
     return snapshot
+
+
+_CHUNK: Final = 1 << 20
+_DIGIT: Final = re.compile("[0-9]")
+
+
+def _text_lines(text: str, grammar: Grammar) -> Iterator[Entry]:
+    """The lines of a text page that matter, stripped, in order (``Entry`` form).
+
+    Those are the lines that may be quotes (holding ``/`` and ``=``; a digit, for a pattern)
+    and, after each run of them, the first other non-blank line (it ends the run; after the
+    first run it may be the date line). The rest never reaches Python code: blank lines are
+    dropped and the candidates picked by C iterators, one 1 MiB chunk of lines at a time, so
+    that 50 MB of short lines cost neither minutes nor gigabytes.
+    """
+    last = -1  # index (among the non-blank lines of the page) of the last line handed out
+    base = 0  # index of the chunk's first non-blank line
+    for chunk in _chunks(text):
+        lines = list(filter(None, map(str.strip, chunk.splitlines())))
+        if grammar.pattern is None:  # an item holds "/" and "="
+            flags: Iterator[object] = map(
+                operator.and_,
+                map(operator.contains, lines, repeat("=")),
+                map(operator.contains, lines, repeat("/")),
+            )
+        else:
+            flags = map(_DIGIT.search, lines)
+        for i in compress(count(), flags):
+            gap = last + 1 - base
+            if 0 <= gap < i:
+                yield lines[gap], True
+            yield lines[i], True
+            last = base + i
+        gap = last + 1 - base
+        if 0 <= gap < len(lines):
+            yield lines[gap], True
+            last += 1
+        base += len(lines)
+
+
+def _chunks(text: str) -> Iterator[str]:
+    """``text`` in pieces of about ``_CHUNK`` characters, each ending after a line feed."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start : end + 1]
+        start = end + 1
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -226,21 +292,40 @@ def _utf8(raw: bytes) -> bytes:
 
 # --- HTML: where to look ---------------------------------------------------------------------
 
-_HTML_TAG_SRC: Final = (
-    r"<(?:!doctype|/?(?:html|head|body|div|ul|ol|li|dl|dt|dd|span|p|br|hr|table|tbody|thead|tr|"
-    r"td|th|h[1-6]|section|article|header|footer|nav|main|aside|a|b|i|em|strong|small|sup|sub|"
-    r"font|center|blockquote|pre|form|img|script|style|meta|link|title|noscript|iframe))"
-    r"(?=[\s/>])"
+#: Names whose tag (``<div``, ``</p``, ``<span>``) makes a page HTML.
+_HTML_NAME_LIST: Final = (
+    "html head body div ul ol li dl dt dd span p br hr table tbody thead tr td th h1 h2 h3 h4 h5 "
+    "h6 section article header footer nav main aside a b i em strong small sup sub font center "
+    "blockquote pre form img script style meta link title noscript iframe frameset !doctype"
 )
-_HTML_TAG: Final = re.compile(_HTML_TAG_SRC, re.IGNORECASE)
-_HTML_TAG_BYTES: Final = re.compile(_HTML_TAG_SRC.encode(), re.IGNORECASE)
+_HTML_NAMES: Final = frozenset(_HTML_NAME_LIST.split())
+# a start or end tag (its name checked against _HTML_NAMES afterwards): one cheap attempt per "<"
+_TAG_NAME_SRC: Final = r"<(?:/?([A-Za-z][A-Za-z0-9]{0,9})|(![Dd][Oo][Cc][Tt][Yy][Pp][Ee]))[\s/>]"
+_TAG_NAME: Final = re.compile(_TAG_NAME_SRC)
+_TAG_NAME_BYTES: Final = re.compile(_TAG_NAME_SRC.encode())
+#: Give up looking for an HTML tag after this many tags of other names (``a <b`` in prose).
+_HTML_TRIES: Final = 1000
+
+
+def _is_html(page: str | bytes) -> bool:
+    """Whether ``page`` holds a tag of a well-known HTML element anywhere (or is all markup)."""
+    names: Iterator[str]
+    if isinstance(page, str):
+        names = (m.group(1) or m.group(2) for m in _TAG_NAME.finditer(page))
+    else:
+        names = ((m.group(1) or m.group(2)).decode() for m in _TAG_NAME_BYTES.finditer(page))
+    return any(
+        tried >= _HTML_TRIES or name.lower() in _HTML_NAMES for tried, name in enumerate(names)
+    )
+
 
 _PREFIX_MIN: Final = 32 * 1024
 #: Read this much past the last hit first, then this much more, then everything.
 _PREFIX_MARGINS: Final = (2 * 1024, 32 * 1024)
 _PAIR_WINDOW: Final = 1000
-_DEPTH_CHECK_MIN_TAGS: Final = 4000
-_DEPTH_CHUNK: Final = 32 * 1024
+#: Pages with fewer start tags (about 500 KB of HTML) skip the nesting check: so few cannot nest
+#: deeply enough to cost Lexbor more than ~0.2 s.
+_DEPTH_CHECK_MIN_TAGS: Final = 8000
 
 # Separators the scan looks past: whitespace (ASCII, NBSP, the U+2000 spaces, U+202F, U+3000),
 # an entity, a tag or comment of at most 400 bytes. Their reversed forms read backwards.
@@ -262,29 +347,25 @@ _EQ_ENTITY: Final = re.compile(
 _PREFIX_UNSAFE_SELECTOR: Final = re.compile(r"last|only|empty|blank|has|contains", re.IGNORECASE)
 
 
-def _ci(word: str) -> str:
-    """A case-insensitive regex for ``word`` that keeps a literal first character (fast scans)."""
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
-
-
-#: Elements that never hold others (void) or that close their own kind (optional end tags):
-#: they do not deepen the tree, so the nesting check does not count them.
-_FLAT_TAGS: Final = frozenset(
-    b"area base basefont bgsound br col embed frame hr img input keygen link meta param source "
-    b"track wbr p li dt dd tr td th tbody thead tfoot option optgroup colgroup caption rb rt rp "
-    b"rtc html head body".split()
+#: Block elements that nest, and whose start tags make Lexbor look down the stack of open
+#: elements (for a ``p`` to close): nesting them is what costs O(depth) per tag. Inline elements,
+#: tables and the block elements that close their own kind (``p``, ``li``, ``h1`` ...) do not.
+_NESTING_TAGS: Final = (
+    b"div ul ol dl section article aside nav header footer main blockquote center details "
+    b"dialog dir fieldset figure figcaption hgroup menu search summary address"
 )
 #: Elements whose content is raw text up to their end tag (a ``<div>`` in a script is text).
-_RAW_TEXT_TAGS: Final = frozenset(
-    b"script style textarea title xmp iframe noembed noframes plaintext".split()
+_RAW_TEXT_TAGS: Final = (
+    b"script style textarea title xmp iframe noembed noframes noscript plaintext"
 )
-_FLAT: Final = "|".join(_ci(tag.decode()) for tag in sorted(_FLAT_TAGS))
-_DEEPENS: Final = re.compile(rf"<(?!(?:{_FLAT})[\s/>])[A-Za-z]".encode())
-_SHALLOWS: Final = re.compile(rf"</(?!(?:{_FLAT})[\s/>])[A-Za-z]".encode())
-_TAG: Final = re.compile(rb"<(/?)([A-Za-z][^\s/>]{0,64})|<!--")
-#: Elements that a start tag of their own kind closes (or ignores) rather than nests in.
-_OWN_KIND_TAGS: Final = frozenset(b"a nobr button select form h1 h2 h3 h4 h5 h6".split())
-_RAW_END: Final = {tag: re.compile(b"</" + tag, re.IGNORECASE) for tag in _RAW_TEXT_TAGS}
+_NESTING: Final = b"|".join(_NESTING_TAGS.split())
+_RAW_TEXT: Final = b"|".join(_RAW_TEXT_TAGS.split())
+#: What the nesting count looks at, in the page made lower case (``bytes.lower()`` keeps every
+#: offset): a nesting tag, a comment, a raw-text element.
+_NEST_TOKEN: Final = re.compile(
+    rb"<(?=[/!a-z])(?:(/?)(" + _NESTING + rb")(?=[\s/>])|!--|(" + _RAW_TEXT + rb")(?=[\s/>]))"
+)
+_RAW_END: Final = {tag: b"</" + tag for tag in _RAW_TEXT_TAGS.split()}
 
 
 def _last_item_hit(raw: bytes, limit: int) -> int | None:
@@ -298,62 +379,48 @@ def _last_item_hit(raw: bytes, limit: int) -> int | None:
 
 
 def _cap_depth(doc: bytes) -> bytes:
-    """``doc``, cut where elements nest deeper than ``MAX_DEPTH``.
+    """``doc``, cut where block elements nest deeper than ``MAX_DEPTH``.
 
-    Lexbor's tree building costs O(depth) per start tag of many kinds; without a cap, 100,000
-    nested ``<div>`` take half a minute. A page with few tags cannot nest deeply; otherwise a
-    cheap count per 32 KiB chunk (start minus end tags, in C) bounds the depth from above, and
-    only a page where that bound passes ``MAX_DEPTH`` is tokenised to find the real depth.
+    Lexbor's tree building costs O(depth) per block start tag; without a cap, 100,000 nested
+    ``<div>`` take half a minute. A page with few tags cannot nest deeply enough to matter and is
+    not looked at; others are tokenised (roughly, in linear time) to find where to cut.
     """
-    if doc.count(b"<") <= _DEPTH_CHECK_MIN_TAGS:
+    if doc.count(b"<") - doc.count(b"</") <= _DEPTH_CHECK_MIN_TAGS:
         return doc
-    depth = 0
-    for start in range(0, len(doc), _DEPTH_CHUNK):
-        stop = start + _DEPTH_CHUNK
-        opens = len(_DEEPENS.findall(doc, start, stop))
-        if depth + opens > MAX_DEPTH:
-            cut = _nesting_cut(doc)
-            return doc if cut is None else doc[:cut]
-        depth = max(0, depth + opens - len(_SHALLOWS.findall(doc, start, stop)))
-    return doc
+    cut = _nesting_cut(doc.lower())
+    return doc if cut is None else doc[:cut]
 
 
-def _nesting_cut(doc: bytes) -> int | None:
-    """Where the open elements first outnumber ``MAX_DEPTH``, by a rough HTML tokeniser.
+def _nesting_cut(low: bytes) -> int | None:
+    """Where nested block elements first outnumber ``MAX_DEPTH``, by a rough tokeniser.
+
+    ``low`` is the page in lower case.
 
     Comments and raw-text elements (script, style ...) are passed over; an end tag closes the
-    elements opened after its own start tag; void elements and those with optional end tags
-    (``p``, ``li``, ``td`` ...) are not counted. Every step moves forward: linear time.
+    elements opened after its own start tag. Every step moves forward: linear time.
     """
     stack: list[bytes] = []
     pos = 0
-    while (match := _TAG.search(doc, pos)) is not None:
+    while (match := _NEST_TOKEN.search(low, pos)) is not None:
         pos = match.end()
-        name = match.group(2)
-        if name is None:  # a comment
-            end = doc.find(b"-->", pos)
+        name, raw_text = match.group(2), match.group(3)
+        if raw_text is not None:
+            end = low.find(_RAW_END[raw_text], pos)
+            if end < 0:
+                return None
+            pos = end
+        elif name is None:  # a comment
+            end = low.find(b"-->", pos)
             if end < 0:
                 return None
             pos = end + 3
-            continue
-        name = name.lower()
-        if match.group(1):
+        elif match.group(1):
             if name in stack:
                 del stack[len(stack) - 1 - stack[::-1].index(name) :]
-            continue
-        if name in _RAW_TEXT_TAGS:
-            closing = _RAW_END[name].search(doc, pos)
-            if closing is None:
-                return None
-            pos = closing.end()
-            continue
-        if name in _FLAT_TAGS:
-            continue
-        if name in _OWN_KIND_TAGS and name in stack:
-            del stack[len(stack) - 1 - stack[::-1].index(name) :]
-        stack.append(name)
-        if len(stack) > MAX_DEPTH:
-            return match.start()
+        else:
+            stack.append(name)
+            if len(stack) > MAX_DEPTH:
+                return match.start()
     return None
 
 
@@ -429,7 +496,7 @@ def _text_tag_id() -> int:
 _TEXT_NODE: Final = _text_tag_id()
 #: What the text of a block must hold to hold a quote: ``=`` (default grammar), a digit (any).
 _MAY_HOLD_DEFAULT: Final = re.compile("=")
-_MAY_HOLD_CUSTOM: Final = re.compile(r"\d")
+_MAY_HOLD_CUSTOM: Final = re.compile("[0-9]")
 #: Containers deeper than this are walked without a look at their text: each look costs the size
 #: of the subtree, so looking at every level of a deep page would cost O(size x depth).
 _LOOK_DEPTH: Final = 24
@@ -439,9 +506,12 @@ def _read_html(
     doc: bytes, selector: str | None, grammar: Grammar, *, truncated: bool
 ) -> Snapshot | None:
     """Parse ``doc`` and read its ticker; None when there is none or a truncated read is unsure."""
-    tree = LexborHTMLParser(doc, options=LexborDocumentOptions.WO_EVENTS)
+    tree = LexborHTMLParser(doc, options=LexborDocumentOptions.WO_EVENTS, scripting=True)
     selected: frozenset[int] | None = None
+    on_path: frozenset[int] = frozenset()
     root = tree.body
+    if root is None:  # a <frameset> page has no body
+        root = tree.root
     if selector is not None:
         try:
             matches = tree.css(selector)
@@ -452,24 +522,43 @@ def _read_html(
                 return None
             raise ParseError(f"selector {selector!r} matches nothing on the page")
         selected = frozenset(node.mem_id for node in matches)
+        on_path = _ancestors(matches)
         root = tree.root
-    if root is None:  # pragma: no cover -- Lexbor always builds html and body
+    if root is None:  # pragma: no cover -- Lexbor always builds an html element
         return None
     may_hold = _MAY_HOLD_DEFAULT if grammar.pattern is None else _MAY_HOLD_CUSTOM
-    return _read(_walk(root, selected, may_hold), grammar, truncated=truncated)
+    lines = _walk(root, may_hold, selected=selected, on_path=on_path)
+    return _read(lines, grammar, truncated=truncated)
+
+
+def _ancestors(nodes: Iterable[LexborNode]) -> frozenset[int]:
+    """The ``mem_id`` of ``nodes`` and of all their ancestors."""
+    seen: set[int] = set()
+    for node in nodes:
+        current: LexborNode | None = node
+        while current is not None and current.mem_id not in seen:
+            seen.add(current.mem_id)
+            current = current.parent
+    return frozenset(seen)
 
 
 Entry = tuple["str | LexborNode", bool]
 """A line of text (or a passed-over block, read only if needed) and whether it is selected."""
 
 
-def _walk(  # noqa: PLR0912, PLR0915 -- the hot loop of the parser, kept flat: a helper call per node costs measurable time
-    root: LexborNode, selected: frozenset[int] | None, may_hold: re.Pattern[str] | None
+def _walk(  # noqa: PLR0912, PLR0915 -- the hot loop, kept flat: a call per node costs time
+    root: LexborNode,
+    may_hold: re.Pattern[str] | None,
+    *,
+    selected: frozenset[int] | None = None,
+    on_path: frozenset[int] = frozenset(),
 ) -> Iterator[Entry]:
     """The lines of ``root``'s subtree in document order (an iterative walk: no recursion).
 
-    ``selected``: the ``mem_id`` of the elements a selector matched (None: everything counts).
     ``may_hold``: a container block whose text does not match it is handed out unwalked.
+    ``selected``: the ``mem_id`` of the elements a selector matched (None: everything counts);
+    ``on_path``: those of the matched elements and their ancestors. A block outside the matched
+    elements that holds none of them cannot hold a quote either: it is handed out unwalked.
     """
     buf: list[str] = []
     inside = 1 if selected is None or root.mem_id in selected else 0
@@ -513,7 +602,19 @@ def _walk(  # noqa: PLR0912, PLR0915 -- the hot loop of the parser, kept flat: a
             node = node.next
             continue
         block = tag in _BLOCK
-        chosen = selected is not None and node.mem_id in selected
+        chosen = False
+        if selected is not None:
+            node_id = node.mem_id
+            chosen = node_id in selected
+            if block and not inside and node_id not in on_path:
+                if buf:
+                    yield "".join(buf), False
+                    buf.clear()
+                content = node.text()
+                if content and not content.isspace():
+                    yield node, False
+                node = node.next
+                continue
         if (block or chosen) and buf:
             yield "".join(buf), inside > 0
             buf.clear()
@@ -556,7 +657,7 @@ def _inline_only(node: LexborNode, selected: frozenset[int] | None) -> bool:
 
 def _first_line(node: LexborNode) -> str | None:
     """The first non-blank line of a block that the walk passed over."""
-    for line, _ in _walk(node, None, None):
+    for line, _ in _walk(node, None):
         if isinstance(line, str) and line.strip():
             return line
     return None
@@ -564,39 +665,42 @@ def _first_line(node: LexborNode) -> str | None:
 
 # --- lines -----------------------------------------------------------------------------------
 
-_ZERO_WIDTH: Final = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-_SPACES: Final = re.compile(r"\s+")
+_ZERO_WIDTH: Final = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 
 
 def _normalise(line: str) -> str:
     """Zero-width characters dropped, whitespace runs made one space, ends stripped."""
-    return _SPACES.sub(" ", line.translate(_ZERO_WIDTH)).strip()
+    if _ZERO_WIDTH.search(line) is not None:
+        line = _ZERO_WIDTH.sub("", line)
+    return " ".join(line.split())  # str.split() splits at any Unicode whitespace, NBSP included
 
 
 _CODE = r"[A-Z0-9]{2,10}"
 _SIGNS: Final = "+-−–"
+_SIGN_CLASS: Final = r"[+\-−–]"
 _MINUS: Final = frozenset("-−–")
 
 
 def _item_pattern(sep: str) -> re.Pattern[str]:
-    number = rf"\d{{1,40}}(?:{re.escape(sep)}\d{{1,40}})?"
+    number = rf"[0-9]{{1,40}}(?:{re.escape(sep)}[0-9]{{1,40}})?"
     return re.compile(
         r"(?:[•·∙●▪‣◦*\-–—] ?)?"
         rf"(?P<base>{_CODE}) ?/ ?(?P<quote>{_CODE}) ?= ?"
         rf"(?P<rate>{number})"
-        rf"(?:(?: |(?=[{_SIGNS}]))(?P<sign>[{_SIGNS}])? ?(?P<pct>{number}) ?%)?"
+        rf"(?:(?: |(?={_SIGN_CLASS}))(?P<sign>{_SIGN_CLASS})? ?(?P<pct>{number}) ?%)?"
     )
 
 
 _ITEM: Final = {".": _item_pattern("."), ",": _item_pattern(",")}
 _CODE_RE: Final = re.compile(_CODE)
+# numbers are ASCII digits: "٣" would read as 3, which is not "as written"
 _PLAIN_NUMBER: Final = {
-    ".": re.compile(r"\d{1,40}(?:\.\d{1,40})?"),
-    ",": re.compile(r"\d{1,40}(?:,\d{1,40})?"),
+    ".": re.compile(r"[0-9]{1,40}(?:\.[0-9]{1,40})?"),
+    ",": re.compile(r"[0-9]{1,40}(?:,[0-9]{1,40})?"),
 }
 _GROUPED_NUMBER: Final = {
-    ".": re.compile(r"\d{1,3}(?:[, ]\d{3}){1,13}(?:\.\d{1,40})?"),
-    ",": re.compile(r"\d{1,3}(?:[. ]\d{3}){1,13}(?:,\d{1,40})?"),
+    ".": re.compile(r"[0-9]{1,3}(?:[, ][0-9]{3}){1,13}(?:\.[0-9]{1,40})?"),
+    ",": re.compile(r"[0-9]{1,3}(?:[. ][0-9]{3}){1,13}(?:,[0-9]{1,40})?"),
 }
 _PAIR_SPLIT: Final = re.compile(r"[^A-Za-z0-9]+")
 
@@ -638,32 +742,31 @@ def _quote(base: str, quote: str, rate: Decimal, change: Decimal | None) -> Quot
 
 
 def _item(line: str, grammar: Grammar) -> Quote | None:
-    """The quote that ``line`` is, as a whole, or None."""
+    """The quote that ``line`` is, as a whole (default grammar) or by a search (a pattern)."""
     if len(line) > 4 * MAX_LINE:
         return None
-    if grammar.pattern is None and "=" not in line:
-        return None
-    line = _normalise(line)
-    if len(line) > MAX_LINE:
-        return None
     if grammar.pattern is None:
-        match = _ITEM[grammar.decimal_separator].fullmatch(line)
-        if match is None:
-            return None
-        sep = grammar.decimal_separator
-        change = None
-        if match["pct"] is not None:
-            change = Decimal(match["pct"].replace(sep, "."))
-            if match["sign"] in _MINUS:
-                change = change.copy_negate()
-        return _quote(
-            match["base"], match["quote"], Decimal(match["rate"].replace(sep, ".")), change
-        )
-    return _custom_item(line, grammar, grammar.pattern)
+        return _default_item(line, grammar.decimal_separator) if "=" in line else None
+    # a rate has digits: lines without any are not worth normalising
+    return _custom_item(line, grammar, grammar.pattern) if _DIGIT.search(line) else None
+
+
+def _default_item(line: str, sep: str) -> Quote | None:
+    line = _normalise(line)
+    match = _ITEM[sep].fullmatch(line) if len(line) <= MAX_LINE else None
+    if match is None:
+        return None
+    change = None
+    if match["pct"] is not None:
+        change = Decimal(match["pct"].replace(sep, "."))
+        if match["sign"] in _MINUS:
+            change = change.copy_negate()
+    return _quote(match["base"], match["quote"], Decimal(match["rate"].replace(sep, ".")), change)
 
 
 def _custom_item(line: str, grammar: Grammar, pattern: re.Pattern[str]) -> Quote | None:
-    match = pattern.search(line)
+    line = _normalise(line)
+    match = pattern.search(line) if len(line) <= MAX_LINE else None
     if match is None:
         return None
     groups = match.groupdict()
@@ -779,18 +882,27 @@ def _read(entries: Iterable[Entry], grammar: Grammar, *, truncated: bool) -> Sna
 
 
 def _dedup(items: Sequence[Quote]) -> tuple[tuple[Quote, ...], tuple[str, ...]]:
-    """One quote per pair in order of first appearance, from the first complete block."""
-    seen: dict[str, set[tuple[Decimal, Decimal | None]]] = {}
+    """One quote per pair in order of first appearance, from the first complete block.
+
+    A block ends where a pair repeats; it is complete when it holds every pair of the page. When
+    no block is, each pair's first quote is used. Also returns the pairs whose quotes disagree.
+    """
+    # a repeated line yields the very same Quote object: compare each distinct object once
+    distinct = {id(quote): quote for quote in items}
     first: dict[str, Quote] = {}
-    blocks: list[dict[str, Quote]] = [{}]
-    for quote in items:
-        values = seen.setdefault(quote.pair, set())
-        values.add((quote.rate, quote.change_pct))
+    values: dict[str, set[tuple[Decimal, Decimal | None]]] = {}
+    for quote in distinct.values():
         first.setdefault(quote.pair, quote)
-        if quote.pair in blocks[-1]:
-            blocks.append({})
-        blocks[-1][quote.pair] = quote
-    chosen = next((block for block in blocks if len(block) == len(first)), first)
+        values.setdefault(quote.pair, set()).add((quote.rate, quote.change_pct))
+    chosen = first
+    block: dict[str, Quote] = {}
+    for quote in items:
+        if quote.pair in block:
+            block = {}
+        block[quote.pair] = quote
+        if len(block) == len(first):
+            chosen = block
+            break
     quotes = tuple(chosen[pair] for pair in first)
-    conflicts = tuple(pair for pair, values in seen.items() if len(values) > 1)
+    conflicts = tuple(pair for pair, seen in values.items() if len(seen) > 1)
     return quotes, conflicts

@@ -12,8 +12,10 @@ The main entry points:
   in ``<div class="ticker">``, the date line, article teasers of made-up prose, footer), padded to
   ``filler_kb`` kilobytes. The daemon's end-to-end tests serve it and change the quotes between
   checks.
+* :func:`marquee_html` -- just the marquee, in one of several markups (``MARQUEE_FORMS``).
 * :func:`corpus_html` -- one of the stored text renderings (``tests/fixtures/NNN.txt``) turned into
   HTML in one of several forms (``FORMS``).
+* :func:`expected_json` -- what ``parse`` must read from such a page, as ``Quote.to_json()`` dicts.
 
 Everything here is deterministic: the same arguments give the same page, byte for byte.
 """
@@ -59,11 +61,27 @@ def change_text(change: str | None) -> str:
     return change if change.endswith("%") else f"{change}%"
 
 
-def item_text(quote: QuoteSpec) -> str:
-    """One ticker item as text: ``KGS/USD = 0.01144 0%``."""
+def item_text(quote: QuoteSpec, space: str = " ") -> str:
+    """One ticker item as text: ``KGS/USD = 0.01144 0%`` (``space`` between the tokens)."""
     pair, rate, change = quote
     pct = change_text(change)
-    return f"{pair} = {rate} {pct}" if pct else f"{pair} = {rate}"
+    return f"{pair}{space}={space}{rate}{space}{pct}" if pct else f"{pair}{space}={space}{rate}"
+
+
+def expected_json(quotes: Iterable[QuoteSpec]) -> list[dict[str, str | None]]:
+    """What ``parse`` reads from a page showing ``quotes``: ``Quote.to_json()`` of each.
+
+    The sign of the change is kept the way ``Decimal`` prints it: ``-0`` stays ``-0``, ``+0.12``
+    is ``0.12`` and the unicode minus becomes ``-``.
+    """
+    out: list[dict[str, str | None]] = []
+    for pair, rate, change in quotes:
+        base, _, quote = pair.partition("/")
+        pct = None
+        if change is not None:
+            pct = change.removesuffix("%").replace("−", "-").removeprefix("+")
+        out.append({"pair": pair, "base": base, "quote": quote, "rate": rate, "change_pct": pct})
+    return out
 
 
 def ticker_text(
@@ -125,18 +143,55 @@ def item_html(quote: QuoteSpec, *, spans: bool = False, k: int = 0) -> str:
     return "".join(parts)
 
 
-def ticker_list_html(quotes: Sequence[QuoteSpec], repeats: int = 8, *, spans: bool = False) -> str:
-    """The marquee: one ``<ul>`` per repeat (the way marquee scripts clone the list)."""
-    blocks = []
-    k = 0
-    for i in range(repeats):
-        items = []
-        for quote in quotes:
-            items.append(f'<li class="ticker-item">{item_html(quote, spans=spans, k=k)}</li>')
-            k += 1
-        hidden = ' aria-hidden="true"' if i else ""
-        blocks.append(f'<ul class="ticker-list"{hidden}>{"".join(items)}</ul>')
-    return "\n".join(blocks)
+#: The markups :func:`marquee_html` can write.
+MARQUEE_FORMS = ("list", "spans", "br", "divs", "table", "pre")
+
+
+def marquee_html(
+    quotes: Sequence[QuoteSpec], repeats: int = 8, *, form: str = "spans", space: str = " "
+) -> str:
+    """The marquee alone, repeated ``repeats`` times, in one of :data:`MARQUEE_FORMS`:
+
+    * ``list``: one ``<ul>`` per repeat (as marquee scripts clone it), the items as ``<li>`` text;
+    * ``spans``: the same, values in nested inline elements with entities (:func:`item_html`);
+    * ``br``: all items in one ``<div>``, separated by ``<br>``;
+    * ``divs``: one ``<div>`` per item, pair and values in ``<span>``s;
+    * ``table``: one ``<tr>`` per item, the whole item in one ``<td>``;
+    * ``pre``: a ``<pre>`` with one item per line.
+
+    ``space`` separates the tokens of an item (any whitespace, NBSP included; not in ``spans``,
+    which writes ``&nbsp;`` and spaces).
+    """
+    if form not in MARQUEE_FORMS:
+        raise ValueError(f"unknown form {form!r}; expected one of {MARQUEE_FORMS}")
+    items = [quote for _ in range(repeats) for quote in quotes]
+    text = [html.escape(item_text(quote, space)) for quote in items]
+    if form in ("list", "spans"):
+        blocks = []
+        for i in range(repeats):
+            lis = "".join(
+                f'<li class="ticker-item">'
+                f"{item_html(q, spans=True, k=i) if form == 'spans' else text[i * len(quotes) + j]}"
+                f"</li>"
+                for j, q in enumerate(quotes)
+            )
+            hidden = ' aria-hidden="true"' if i else ""
+            blocks.append(f'<ul class="ticker-list"{hidden}>{lis}</ul>')
+        return "\n".join(blocks)
+    if form == "br":
+        return '<div class="ticker-line">' + "<br>\n".join(text) + "</div>"
+    if form == "divs":
+        return "".join(
+            f'<div class="item"><span class="pair">{html.escape(pair)}</span>{space}={space}'
+            f'<span class="rate">{html.escape(rate)}</span>'
+            + (f"{space}<span>{html.escape(change_text(change))}</span>" if change else "")
+            + "</div>"
+            for pair, rate, change in items
+        )
+    if form == "table":
+        rows = "".join(f"<tr><td>{t}</td></tr>" for t in text)
+        return f'<table class="rates"><tbody>{rows}</tbody></table>'
+    return "<pre>" + "\n".join(text) + "</pre>"
 
 
 def decoys_head() -> str:
@@ -347,17 +402,18 @@ def ticker_html(
     date_line: str | None = None,
     filler_kb: int = 0,
     *,
-    spans: bool = True,
+    form: str = "spans",
     decoys: bool = True,
     seed: int = 7,
 ) -> str:
     """A whole page carrying the marquee in ``<div class="ticker">`` (see :func:`page_html`).
 
     ``date_line`` goes in a ``<div class="date">`` right after the marquee; ``filler_kb`` pads the
-    page with teasers; ``spans`` writes the values in nested inline elements with entities.
+    page with teasers; ``form`` is the marquee's markup (:func:`marquee_html`); ``decoys`` adds
+    scripts, styles, noscript, template and svg holding other tickers (never to be read).
     """
     content = '<div class="ticker"><div class="marquee">\n'
-    content += ticker_list_html(quotes, repeats, spans=spans) + "\n</div></div>\n"
+    content += marquee_html(quotes, repeats, form=form) + "\n</div></div>\n"
     if date_line is not None:
         content += f'<div class="date">{html.escape(date_line)}</div>\n'
     return page_html(content, filler_kb=filler_kb, decoys=decoys, seed=seed)

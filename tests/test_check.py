@@ -1,0 +1,171 @@
+"""The daemon's composition in-process: one ``run_once`` per check against a loopback page server.
+
+These cover the wiring that the pure unit tests cannot: thresholds from rules, the pairs filter, the
+re-fetch that confirms an implausible jump, active windows, and secrets kept out of every log line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from monitor.cli import _secrets  # the CLI's own list of what to redact
+from monitor.daemon import Daemon, in_window
+from monitor.logs import configure_logging
+from monitor.settings import ActiveWindow, Settings, load_settings
+from tests.daemon_harness import alerts, page, write_config
+from tests.servers import PageServer, Reply
+
+BASE = {"TMT/USD": ("0.28575", "0")}
+
+
+async def check(config: Path) -> list[str]:
+    results = await Daemon(load_settings(config)).run_once()
+    return [r.outcome for r in results]
+
+
+def kinds(path: Path) -> list[tuple[str, str | None]]:
+    return [(a["kind"], a["pair"]) for a in alerts(path)]
+
+
+async def test_implausible_jump_is_refetched_and_a_glitch_never_alerts(tmp_path: Path) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",))
+        assert await check(config) == ["observed"]
+        glitch = page({"TMT/USD": ("2.8575", "0")}).encode()  # ten times the rate, for one fetch
+        server.script(Reply(200, body=glitch))
+        before = len(server.requests)
+        assert await check(config) == ["observed"]
+        assert len(server.requests) - before == 2  # the jump was confirmed by a second fetch
+        assert alerts(tmp_path / "audit.jsonl") == []
+
+        server.set_page(page({"TMT/USD": ("2.8575", "0")}))  # a real move: both fetches agree
+        assert await check(config) == ["observed"]
+        (alert,) = alerts(tmp_path / "audit.jsonl")
+        assert (alert["kind"], alert["new"]["rate"]) == ("rate_changed", "2.8575")
+
+
+async def test_threshold_rule_fires_on_entering_and_rearms_on_leaving(tmp_path: Path) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(
+            tmp_path,
+            server.url,
+            sinks=("audit",),
+            extra=(
+                '[[rules]]\nname = "big"\nmin_abs_change_pct = 0.5\npairs = ["TMT/USD"]\n'
+                'sinks = ["alarm"]\n'
+                f'[sinks.alarm]\ntype = "file"\npath = "{tmp_path / "alarm.jsonl"}"\n'
+            ),
+        )
+        for change in ("0", "-0.6", "-0.7", "0.1", "0.9"):
+            server.set_page(page({"TMT/USD": ("0.28575", change)}))
+            assert await check(config) == ["observed"]
+    fired = alerts(tmp_path / "alarm.jsonl")
+    assert [(a["kind"], a["rule"], a["new"]["change_pct"]) for a in fired] == [
+        ("threshold", "big", "-0.6"),
+        ("threshold", "big", "0.9"),
+    ]
+    seen = [a["kind"] for a in alerts(tmp_path / "audit.jsonl")]  # the catch-all rule: everything
+    assert (seen.count("change_pct_changed"), seen.count("threshold")) == (4, 2)
+
+
+async def test_pairs_filter_and_missing_pairs(tmp_path: Path) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(
+            tmp_path, server.url, sinks=("audit",), target_extra='pairs = ["TMT/USD"]'
+        )
+        assert await check(config) == ["observed"]
+        server.set_page(page({"KGS/USD": ("0.02", "5"), "TMT/USD": ("0.28575", "-0.14")}))
+        assert await check(config) == ["observed"]
+        assert kinds(tmp_path / "audit.jsonl") == [("change_pct_changed", "TMT/USD")]
+
+        config = write_config(
+            tmp_path, server.url, sinks=("audit",), target_extra='pairs = ["EUR/USD"]'
+        )
+        assert await check(config) == ["parse_failed"]
+
+
+@pytest.mark.parametrize(
+    ("window", "moment", "inside"),
+    [
+        (None, datetime(2025, 5, 17, 3, 0, tzinfo=UTC), True),
+        # Ashgabat is UTC+5: 04:00 UTC is 09:00 there, a Friday
+        (ActiveWindow(days=["fri"], hours="09:00-18:00", timezone="Asia/Ashgabat"),
+         datetime(2025, 5, 16, 4, 0, tzinfo=UTC), True),
+        (ActiveWindow(days=["fri"], hours="09:00-18:00", timezone="Asia/Ashgabat"),
+         datetime(2025, 5, 16, 3, 59, tzinfo=UTC), False),
+        (ActiveWindow(days=["fri"], hours="09:00-18:00", timezone="Asia/Ashgabat"),
+         datetime(2025, 5, 16, 13, 0, tzinfo=UTC), False),
+        (ActiveWindow(days=["sat"], hours="09:00-18:00", timezone="Asia/Ashgabat"),
+         datetime(2025, 5, 16, 6, 0, tzinfo=UTC), False),
+        (ActiveWindow(hours="22:00-06:00"), datetime(2025, 5, 16, 23, 30, tzinfo=UTC), True),
+        (ActiveWindow(hours="22:00-06:00"), datetime(2025, 5, 16, 5, 59, tzinfo=UTC), True),
+        (ActiveWindow(hours="22:00-06:00"), datetime(2025, 5, 16, 12, 0, tzinfo=UTC), False),
+        (ActiveWindow(hours="00:00-24:00"), datetime(2025, 5, 16, 23, 59, 59, tzinfo=UTC), True),
+    ],
+)  # fmt: skip
+def test_active_windows(window: ActiveWindow | None, moment: datetime, inside: bool) -> None:
+    assert in_window(window, moment) is inside
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    yield out
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+async def test_no_secret_reaches_any_log_line(tmp_path: Path, log_stream: io.StringIO) -> None:
+    """Every secret-bearing sink fails against a live server; the logs carry none of the secrets."""
+    secrets = {
+        "slack": "T0SECRET/B0SECRET/slacktokenvalue42",
+        "password": "smtp-pa55word-value",
+        "hmac": "hmac-shared-secret-value",
+        "header": "Bearer header-token-value",
+        "query": "querytokenvalue77",
+    }
+    async with PageServer(page(BASE)) as server:
+        server.route("/services/" + secrets["slack"], Reply(500, body=b"boom " * 3))
+        server.route("/hook", Reply(503, body=b"down"))
+        extra = f"""
+[sinks.slack]
+type = "slack"
+webhook_url = "{server.url_for("/services/" + secrets["slack"])}"
+[sinks.mail]
+type = "email"
+host = "127.0.0.1"
+port = 1
+tls = "none"
+username = "alerts"
+password = "{secrets["password"]}"
+from = "a@example.org"
+to = ["b@example.org"]
+[sinks.hook]
+type = "webhook"
+url = "{server.url_for("/hook")}?token={secrets["query"]}"
+secret = "{secrets["hmac"]}"
+headers = {{ Authorization = "{secrets["header"]}" }}
+"""
+        config = write_config(tmp_path, server.url, sinks=("slack", "mail", "hook"), extra=extra)
+        settings: Settings = load_settings(config)
+        configure_logging(
+            level="debug", fmt="json", secrets=_secrets(settings), stream=log_stream, cache=False
+        )
+        assert [r.outcome for r in await Daemon(settings).run_once()] == ["observed"]
+        server.set_page(page({"TMT/USD": ("0.28575", "-0.14")}))
+        assert [r.outcome for r in await Daemon(settings).run_once()] == ["observed"]
+    text = log_stream.getvalue()
+    records: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines()]
+    assert any(r["event"] == "delivery_retry" for r in records)  # the sinks really failed
+    for name, secret in secrets.items():
+        for fragment in {secret, secret.split("/")[-1], secret.removeprefix("Bearer ")}:
+            assert fragment not in text, name
