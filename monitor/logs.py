@@ -13,6 +13,8 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -62,6 +64,15 @@ class Redactor:
         return {k: self._clean(v) for k, v in event_dict.items()}
 
 
+def _json_default(value: object) -> str:
+    """JSON for the values our events carry: times as ISO 8601, decimals exactly."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return repr(value)
+
+
 def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     event_dict.pop("color_message", None)
     return event_dict
@@ -98,7 +109,7 @@ def configure_logging(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(default=_json_default)
     exc: list[Processor] = [] if use_console else [structlog.processors.format_exc_info]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 import structlog
@@ -44,6 +46,14 @@ def test_structlog_events_are_json_with_fields_and_context(stream: io.StringIO) 
     assert first["level"] == "info"
     assert str(first["timestamp"]).endswith("Z")
     assert "target" not in second
+
+
+def test_times_and_decimals_render_as_text(stream: io.StringIO) -> None:
+    moment = datetime(2025, 5, 16, 8, 30, tzinfo=UTC)
+    structlog.get_logger("monitor.test").info("scheduled", at=moment, rate=Decimal("0.00008"))
+    (entry,) = lines(stream)
+    assert entry["at"] == "2025-05-16T08:30:00+00:00"
+    assert entry["rate"] == "0.00008"
 
 
 def test_stdlib_loggers_share_the_pipeline(stream: io.StringIO) -> None:
