@@ -24,13 +24,16 @@ from monitor.errors import FetchError, ParseError
 from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
 from monitor.logs import bind_check, unbind_check
 from monitor.metrics import Metrics
-from monitor.models import Snapshot, Validators
+from monitor.models import Snapshot, TargetState, Validators
 from monitor.parse import Grammar, parse
 from monitor.route import Route, route
 from monitor.settings import TargetConfig
 from monitor.store import Store
 
 log = structlog.get_logger("monitor.check")
+
+#: an unchanged check rewrites the target's state (its ``last_success_at``) at most this often
+STATE_REFRESH = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,7 @@ class Checker:
 
     async def _check(self, plan: TargetPlan, check_id: str) -> CheckResult:
         state, validators = await self._store.load_target(plan.name)
+        stored = state
         now = self._clock()
         if state.fingerprint != plan.fingerprint:
             if state.snapshot is not None:
@@ -169,6 +173,15 @@ class Checker:
         # History keeps what changed, not every identical check.
         if observed is not None and observed == state.snapshot:
             observed = None
+        # An unchanged check writes nothing: no transaction, no fsync.
+        if (
+            not deliveries
+            and observed is None
+            and validators == new_validators
+            and self._nothing_new(stored, new_state, now)
+        ):
+            log.info("check_done", outcome=label, changed=False, events=0, deliveries=0)
+            return CheckResult(plan.name, check_id, label, 0, 0)
         inserted = await self._store.commit_check(
             plan.name,
             state=new_state,
@@ -190,6 +203,14 @@ class Checker:
             deliveries=inserted,
         )
         return CheckResult(plan.name, check_id, label, len(events), inserted)
+
+    @staticmethod
+    def _nothing_new(stored: TargetState, new: TargetState, now: datetime) -> bool:
+        """Is ``new`` the stored state again, but for a ``last_success_at`` refreshed recently?"""
+        if replace(new, last_success_at=stored.last_success_at) != stored:
+            return False
+        last = stored.last_success_at
+        return last is not None and (now - last).total_seconds() < STATE_REFRESH
 
     async def _fetch(self, plan: TargetPlan, validators: Validators | None) -> FetchResult:
         return await self._fetcher.fetch(

@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,28 @@ async def test_pairs_filter_and_missing_pairs(tmp_path: Path) -> None:
             tmp_path, server.url, sinks=("audit",), target_extra='pairs = ["EUR/USD"]'
         )
         assert await check(config) == ["parse_failed"]
+
+
+async def test_an_unchanged_check_writes_nothing(tmp_path: Path) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",))
+        assert await check(config) == ["observed"]
+        written = target_row(tmp_path / "state.db")
+        assert await check(config) == ["not_modified"]
+        assert target_row(tmp_path / "state.db") == written
+        server.set_page(page(BASE), etag=False, last_modified=False)  # same ticker, no validators
+        assert await check(config) == ["observed"]  # the validators are gone: written
+        written = target_row(tmp_path / "state.db")
+        assert await check(config) == ["observed"]
+        assert target_row(tmp_path / "state.db") == written
+        server.set_page(page({"TMT/USD": ("0.28575", "-0.14")}))
+        assert await check(config) == ["observed"]
+        assert target_row(tmp_path / "state.db") != written
+
+
+def target_row(db: Path) -> tuple[object, ...]:
+    with closing(sqlite3.connect(db)) as conn:
+        return tuple(conn.execute("SELECT * FROM targets").fetchone())
 
 
 @pytest.mark.parametrize(
