@@ -63,6 +63,12 @@ class TargetPlan:
         return self.config.name
 
     @property
+    def state_refresh(self) -> float:
+        """How stale the stored ``last_success_at`` may grow before an unchanged check writes it."""
+        limit = self.config.down_after_time
+        return STATE_REFRESH if limit is None else min(STATE_REFRESH, limit / 5)
+
+    @property
     def fingerprint(self) -> str:
         """A digest of the settings that decide what a page reads as."""
         c = self.config
@@ -73,6 +79,8 @@ class TargetPlan:
 def read_snapshot(body: bytes, plan: TargetPlan) -> Snapshot:
     """Parse a page and keep only the target's configured pairs (all when none are configured)."""
     snapshot = parse(body, selector=plan.config.selector, grammar=plan.grammar)
+    if snapshot.conflicts:
+        log.warning("ticker_repeats_disagree", pairs=list(snapshot.conflicts), kept="first block")
     wanted = plan.config.pairs
     if wanted:
         quotes = tuple(q for q in snapshot.quotes if q.pair in wanted)
@@ -178,7 +186,7 @@ class Checker:
             not deliveries
             and observed is None
             and validators == new_validators
-            and self._nothing_new(stored, new_state, now)
+            and self._nothing_new(stored, new_state, now, plan.state_refresh)
         ):
             log.info("check_done", outcome=label, changed=False, events=0, deliveries=0)
             return CheckResult(plan.name, check_id, label, 0, 0)
@@ -205,12 +213,12 @@ class Checker:
         return CheckResult(plan.name, check_id, label, len(events), inserted)
 
     @staticmethod
-    def _nothing_new(stored: TargetState, new: TargetState, now: datetime) -> bool:
+    def _nothing_new(stored: TargetState, new: TargetState, now: datetime, refresh: float) -> bool:
         """Is ``new`` the stored state again, but for a ``last_success_at`` refreshed recently?"""
         if replace(new, last_success_at=stored.last_success_at) != stored:
             return False
         last = stored.last_success_at
-        return last is not None and (now - last).total_seconds() < STATE_REFRESH
+        return last is not None and (now - last).total_seconds() < refresh
 
     async def _fetch(self, plan: TargetPlan, validators: Validators | None) -> FetchResult:
         return await self._fetcher.fetch(

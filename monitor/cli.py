@@ -171,6 +171,8 @@ def _check(args: argparse.Namespace) -> int:
         snapshot = parse(body, selector=args.selector, grammar=grammar)
     except ParseError as exc:
         _fail(EXIT_NO_TICKER, f"no ticker found in {safe_url(source)}: {exc}")
+    if snapshot.conflicts:
+        log.warning("ticker_repeats_disagree", pairs=list(snapshot.conflicts), kept="first block")
     if args.json:
         out: dict[str, Any] = {
             "source": source,

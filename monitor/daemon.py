@@ -81,7 +81,11 @@ def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
         fetch_policy=FetchPolicy(
             timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
         ),
-        detect_policy=Policy(down_after=target.down_after, thresholds=thresholds),
+        detect_policy=Policy(
+            down_after=target.down_after,
+            down_after_seconds=target.down_after_time,
+            thresholds=thresholds,
+        ),
         headers=headers,
     )
 

@@ -181,6 +181,8 @@ class TargetConfig(_Strict):
     active: ActiveWindow | None = None
     #: consecutive failed checks before ``source_down``
     down_after: Annotated[int, Field(ge=1)] = 3
+    #: or: no successful check for this long (whichever comes first)
+    down_after_time: Duration | None = None
     #: a rate moving more than this in one check is re-fetched to confirm before it alerts
     max_jump_pct: Decimal | None = Decimal(20)
     max_bytes: Annotated[int, Field(ge=1024)] = 5_000_000

@@ -6,6 +6,7 @@ re-fetch that confirms an implausible jump, active windows, and secrets kept out
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -24,6 +25,7 @@ from monitor.daemon import Daemon, in_window
 from monitor.logs import configure_logging
 from monitor.settings import ActiveWindow, Settings, load_settings
 from tests.daemon_harness import alerts, page, write_config
+from tests.pages import ticker_text
 from tests.servers import PageServer, Reply
 
 BASE = {"TMT/USD": ("0.28575", "0")}
@@ -93,6 +95,36 @@ async def test_pairs_filter_and_missing_pairs(tmp_path: Path) -> None:
             tmp_path, server.url, sinks=("audit",), target_extra='pairs = ["EUR/USD"]'
         )
         assert await check(config) == ["parse_failed"]
+
+
+async def test_down_after_time_marks_a_source_down_before_the_count(tmp_path: Path) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(
+            tmp_path,
+            server.url,
+            sinks=("audit",),
+            target_extra='down_after = 100\ndown_after_time = "1s"',
+        )
+        assert await check(config) == ["observed"]
+        server.default = Reply(502)
+        assert await check(config) == ["fetch_failed"]
+        assert alerts(tmp_path / "audit.jsonl") == []
+        await asyncio.sleep(1.1)
+        assert await check(config) == ["fetch_failed"]
+    assert kinds(tmp_path / "audit.jsonl") == [("source_down", None)]
+
+
+async def test_disagreeing_repeats_are_logged_and_the_first_block_wins(tmp_path: Path) -> None:
+    first = [("KGS/USD", "0.01144", "0"), ("TMT/USD", "0.28575", "0")]
+    later = [("KGS/USD", "0.01144", "0"), ("TMT/USD", "0.29000", "1.2")]
+    text = ticker_text(first, repeats=1).rstrip("\n") + "\n" + ticker_text(later, repeats=3)
+    async with PageServer(text, content_type="text/plain") as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",))
+        with structlog.testing.capture_logs() as logs:
+            assert await check(config) == ["observed"]
+    (warning,) = [entry for entry in logs if entry["event"] == "ticker_repeats_disagree"]
+    assert warning["pairs"] == ["TMT/USD"]
+    assert warning["log_level"] == "warning"
 
 
 async def test_an_unchanged_check_writes_nothing(tmp_path: Path) -> None:
