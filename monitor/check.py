@@ -148,11 +148,10 @@ class Checker:
             fetched = await self._fetch(plan, validators if state.snapshot else None)
             if fetched.not_modified and state.snapshot is not None:
                 outcome, label = Observed(state.snapshot), "not_modified"
-                new_validators = fetched.validators
             else:
                 observed = await self._read_confirmed(plan, fetched, state.snapshot)
                 outcome, label = Observed(observed), "observed"
-                new_validators = fetched.validators
+            new_validators = fetched.validators
         except FetchError as exc:
             outcome, label = FetchFailed(str(exc)), "fetch_failed"
             new_validators = validators

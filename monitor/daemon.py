@@ -190,7 +190,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_signal, sig)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-        self._schedule(scheduler)
+        self.schedule(scheduler)
         listen = self.settings.monitor.listen
         if listen:
             self.web = WebServer(listen, {"/healthz": self._healthz, "/metrics": self._metrics})
@@ -230,14 +230,18 @@ class Daemon:
         log.info("signal_received", signal=sig.name)
         self.request_stop()
 
-    def _schedule(self, scheduler: AsyncIOScheduler) -> None:
+    def schedule(self, scheduler: AsyncIOScheduler) -> None:
+        """Add one job per target: interval with jitter, first runs spread, one at a time."""
         now = self._clock()
         for plan in self.plans:
             interval = plan.config.interval
             first = now + timedelta(seconds=self._rng.uniform(0, min(interval, STARTUP_SPREAD)))
+            jitter = plan.config.effective_jitter
+            # APScheduler 3 adds the jitter to a fire time and counts the next interval from it:
+            # the mean period would be interval + jitter/2. Shorten the interval to make up for it.
             scheduler.add_job(
                 self._job,
-                IntervalTrigger(seconds=interval, jitter=plan.config.effective_jitter or None),
+                IntervalTrigger(seconds=interval - jitter / 2, jitter=jitter or None),
                 args=(plan,),
                 id=f"target:{plan.name}",
                 name=plan.name,

@@ -202,6 +202,12 @@ class TargetConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _jitter_below_interval(self) -> TargetConfig:
+        if self.jitter is not None and self.jitter >= self.interval:
+            raise ValueError("jitter: must be less than interval")
+        return self
+
+    @model_validator(mode="after")
     def _grammar_compiles(self) -> TargetConfig:
         self.grammar()  # raises ValueError with the reason, reported under this target
         return self

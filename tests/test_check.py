@@ -13,12 +13,13 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.cli import _secrets  # the CLI's own list of what to redact
 from monitor.daemon import Daemon, in_window
@@ -225,3 +226,25 @@ headers = {{ Authorization = "{secrets["header"]}" }}
     for name, secret in secrets.items():
         for fragment in {secret, secret.split("/")[-1], secret.removeprefix("Bearer ")}:
             assert fragment not in text, name
+
+
+def test_schedule_spreads_first_runs_and_keeps_the_mean_period(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        "http://127.0.0.1:9/",
+        interval="60s",
+        target_extra="",
+    )
+    text = config.read_text(encoding="utf-8").replace("jitter = 0", 'jitter = "10s"')
+    config.write_text(text, encoding="utf-8")
+    daemon = Daemon(load_settings(config))
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    before = datetime.now(UTC)
+    daemon.schedule(scheduler)
+    (job,) = [j for j in scheduler.get_jobs() if j.id == "target:timesca"]
+    assert job.trigger.interval.total_seconds() == 55.0  # 60 - 10/2: the mean stays 60
+    assert job.trigger.jitter == 10.0
+    assert job.max_instances == 1
+    assert job.coalesce is True
+    assert job.misfire_grace_time == 30
+    assert before <= job.next_run_time <= before + timedelta(seconds=31)

@@ -184,3 +184,8 @@ def test_threshold_rule_must_route_threshold_events(tmp_path: Path) -> None:
     text += '[[rules]]\nabove = 1\nevents = ["rate_changed"]\nsinks = ["c"]\n'
     (problem,) = problems(tmp_path, text)
     assert problem.startswith("rules[0].events: the rule defines a threshold")
+
+
+def test_jitter_must_be_below_the_interval(tmp_path: Path) -> None:
+    (problem,) = problems(tmp_path, MINIMAL + 'interval = "1m"\njitter = "1m"\n')
+    assert problem == "targets[0]: jitter: must be less than interval"
