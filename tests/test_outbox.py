@@ -291,6 +291,15 @@ async def test_max_attempts_dead_letters_then_moves_on(store: SqliteStore) -> No
     assert sink.accepted == ids[1:]
 
 
+async def test_a_rate_limited_digest_sink_gets_a_burst_as_one_batch(store: SqliteStore) -> None:
+    slack_like = FakeSink("slack", digest=True, min_interval=1.0)
+    a = await add(store, "slack", [1, 2], check_id="c1")
+    b = await add(store, "slack", [3], check_id="c2")
+    c = await add(store, "slack", [4, 5], check_id="c3")
+    assert await deliverer(store, slack_like, clock=Clock()).deliver_due() == 5
+    assert slack_like.batches == [a + b + c]
+
+
 async def test_a_digest_sink_gets_one_batch_per_check(store: SqliteStore) -> None:
     digest = FakeSink("digest", digest=True)
     single = FakeSink("single")

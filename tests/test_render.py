@@ -5,10 +5,10 @@ from __future__ import annotations
 import html
 
 import pytest
-from receivers import delivery
 
 from monitor import render
 from monitor.models import EventKind
+from tests.receivers import delivery
 
 
 def test_default_title_and_line_of_a_change_pct_event() -> None:

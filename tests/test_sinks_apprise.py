@@ -6,13 +6,13 @@ import sys
 
 import pytest
 from pydantic import SecretStr
-from receivers import HttpReceiver, Reply, delivery, refused_port
 
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Delivery
 from monitor.settings import AppriseSink as AppriseConfig
 from monitor.sinks import Sink
 from monitor.sinks.apprise import AppriseSink
+from tests.receivers import HttpReceiver, Reply, delivery, refused_port
 
 
 def make(*urls: str, **extra: object) -> AppriseSink:

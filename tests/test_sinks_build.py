@@ -14,7 +14,6 @@ import httpx
 import pytest
 import structlog
 from pydantic import TypeAdapter
-from receivers import HttpReceiver, Reply, SmtpReceiver, refused_port
 
 from monitor.errors import SinkError
 from monitor.models import EventKind, dedup_key
@@ -27,6 +26,7 @@ from monitor.sinks.email import EmailSink
 from monitor.sinks.file import FileSink
 from monitor.sinks.slack import SlackSink
 from monitor.sinks.webhook import WebhookSink
+from tests.receivers import HttpReceiver, Reply, SmtpReceiver, refused_port
 
 CONFIG = TypeAdapter(dict[str, SinkConfig])
 

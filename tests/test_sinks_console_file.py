@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from receivers import batch_of, delivery
 
 from monitor.errors import SinkError
 from monitor.models import EventKind
@@ -17,6 +16,7 @@ from monitor.settings import FileSink as FileConfig
 from monitor.sinks import Sink
 from monitor.sinks.console import ConsoleSink
 from monitor.sinks.file import FileSink
+from tests.receivers import batch_of, delivery
 
 
 async def test_console_prints_one_line_per_event() -> None:

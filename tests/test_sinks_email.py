@@ -11,13 +11,13 @@ import pytest
 import structlog
 import trustme
 from pydantic import SecretStr
-from receivers import SmtpReceiver, batch_of, delivery, refused_port
 
 from monitor.errors import SinkError
 from monitor.models import Delivery
 from monitor.settings import EmailSink as EmailConfig
 from monitor.sinks import Sink
 from monitor.sinks.email import EmailSink
+from tests.receivers import SmtpReceiver, batch_of, delivery, refused_port
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 

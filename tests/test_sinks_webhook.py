@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
 
 from monitor.errors import SinkError
 from monitor.settings import WebhookSink as WebhookConfig
 from monitor.sinks import Sink
 from monitor.sinks._http import parse_retry_after
 from monitor.sinks.webhook import WebhookSink
+from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
 
 SECRET = "whsec-shared-Q7"
 
