@@ -7,6 +7,7 @@ Slack workspace would see.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -55,10 +56,10 @@ async def commit(store: SqliteStore, events: list[Event], check_id: str) -> None
     )
 
 
-async def run_until(deliverer: Deliverer, done: asyncio.Event, timeout: float) -> None:
+async def run_until(deliverer: Deliverer, done: asyncio.Event, seconds: float) -> None:
     worker = asyncio.create_task(deliverer.run())
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             await done.wait()
     finally:
         await deliverer.stop(1.0)
@@ -77,13 +78,13 @@ async def test_429_with_retry_after_then_ok_posts_once_not_before_2s(store: Sqli
         done = asyncio.Event()
 
         async def watch() -> None:
-            while len(rx.requests) < 2:
+            while len(rx.requests) < 2:  # noqa: ASYNC110 -- polls a receiver that has no event
                 await asyncio.sleep(0.02)
             done.set()
 
         watcher = asyncio.create_task(watch())
         started = time.monotonic()
-        await run_until(deliverer, done, timeout=10)
+        await run_until(deliverer, done, seconds=10)
         await watcher
         elapsed = time.monotonic() - started
         await sink.aclose()
@@ -138,9 +139,9 @@ async def test_posts_to_one_webhook_are_spaced_by_min_interval(store: SqliteStor
             done.set()
 
         watcher = asyncio.create_task(watch())
-        await run_until(deliverer, done, timeout=10)
+        await run_until(deliverer, done, seconds=10)
         await watcher
         await sink.aclose()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(rx.requests) == 3
     assert min(gaps) >= 0.45  # the retry and the next message both waited their turn
