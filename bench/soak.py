@@ -29,10 +29,11 @@ The run exits non-zero only when the set-up fails (no page server, a baseline ro
 read the page); it is a benchmark, not a test.
 
 Run: ``.venv/bin/python bench/soak.py`` (about 60-90 s on two cores). Knobs (environment):
-``SOAK_TARGETS`` (100), ``SOAK_ROUNDS`` (70), ``SOAK_WARMUP`` (10), ``SOAK_CHANGE_EVERY`` (5),
-``SOAK_HOUSEKEEP_EVERY`` (10), ``SOAK_SAMPLE_EVERY`` (rounds/20), ``SOAK_TRACE_FRAMES`` (1; more
-frames also print the full traceback of the biggest growth), ``SOAK_TRACEMALLOC`` (1; 0 measures
-RSS without the tracer's overhead).
+``SOAK_TARGETS`` (100), ``SOAK_ROUNDS`` (40), ``SOAK_WARMUP`` (10), ``SOAK_CHANGE_EVERY`` (2),
+``SOAK_HOUSEKEEP_EVERY`` (10), ``SOAK_SAMPLE_EVERY`` (= ``SOAK_CHANGE_EVERY``; keep it a multiple of
+it, so that every sample is taken at the same point of the page's cycle), ``SOAK_TRACE_FRAMES`` (1;
+more frames also print the full traceback of the biggest growth), ``SOAK_TRACEMALLOC`` (1; 0
+measures RSS without the tracer's overhead).
 """
 
 from __future__ import annotations
@@ -100,14 +101,14 @@ class Knobs:
 
     @classmethod
     def from_env(cls) -> Knobs:
-        rounds = env_int("SOAK_ROUNDS", 70)
+        change_every = env_int("SOAK_CHANGE_EVERY", 2)
         return cls(
             targets=env_int("SOAK_TARGETS", 100),
-            rounds=rounds,
+            rounds=env_int("SOAK_ROUNDS", 40),
             warmup=env_int("SOAK_WARMUP", 10),
-            change_every=env_int("SOAK_CHANGE_EVERY", 5),
+            change_every=change_every,
             housekeep_every=env_int("SOAK_HOUSEKEEP_EVERY", 10),
-            sample_every=env_int("SOAK_SAMPLE_EVERY", max(1, rounds // 20)),
+            sample_every=env_int("SOAK_SAMPLE_EVERY", change_every),
             trace_frames=env_int("SOAK_TRACE_FRAMES", 1),
             trace=env_int("SOAK_TRACEMALLOC", 1, minimum=0) > 0,
         )

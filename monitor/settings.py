@@ -500,12 +500,62 @@ def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str])
     return DEFAULT_CONFIG
 
 
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+_SECRET_SECTIONS = ("monitor", "delivery", "sinks")
+
+
+def read_secrets_dir(directory: Path) -> dict[str, Any]:
+    """Docker secrets: a file ``monitor_sinks__team__webhook_url`` sets ``[sinks.team].webhook_url``.
+
+    The names are the environment variables' (``MONITOR_SINKS__TEAM__WEBHOOK_URL``) in lower case;
+    other files in the directory are ignored. Values are the files' contents, whitespace stripped.
+    """
+    found: dict[str, Any] = {}
+    try:
+        files = sorted(directory.iterdir())
+    except OSError:
+        return found
+    for file in files:
+        name = file.name.lower()
+        if not name.startswith("monitor_") or not file.is_file():
+            continue
+        parts = name.removeprefix("monitor_").split("__")
+        if parts[0] not in _SECRET_SECTIONS or len(parts) < 2 or not all(parts):
+            continue
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError([f"{file}: secret file cannot be read"]) from None
+        node = found
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = value
+    return found
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Read, merge and validate the configuration; raise ``ConfigError`` naming every bad key."""
+    """Read, merge and validate the configuration; raise ``ConfigError`` naming every bad key.
+
+    Precedence, highest first: environment variables, ``.env``, the secrets directory
+    (``MONITOR_SECRETS_DIR``, else ``/run/secrets``), the TOML file.
+    """
     env = os.environ if env is None else env
     file = config_path(path, env)
     try:
@@ -518,6 +568,8 @@ def load_settings(
         raise ConfigError([f"{file}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    secrets_dir = Path(env.get("MONITOR_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+    document = _merge(document, read_secrets_dir(secrets_dir))
     try:
         return Settings(**document)
     except ValidationError as exc:

@@ -189,3 +189,27 @@ def test_threshold_rule_must_route_threshold_events(tmp_path: Path) -> None:
 def test_jitter_must_be_below_the_interval(tmp_path: Path) -> None:
     (problem,) = problems(tmp_path, MINIMAL + 'interval = "1m"\njitter = "1m"\n')
     assert problem == "targets[0]: jitter: must be less than interval"
+
+
+def test_secrets_directory_like_docker_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "monitor_sinks__team__webhook_url").write_text(
+        "https://hooks.example/T1/B2/dir\n", encoding="utf-8"
+    )
+    (secrets / "monitor_monitor__database").write_text("sqlite:///var/x.db", encoding="utf-8")
+    (secrets / "unrelated_token").write_text("ignored", encoding="utf-8")
+    monkeypatch.setenv("MONITOR_SECRETS_DIR", str(secrets))
+    text = MINIMAL + '[sinks.team]\ntype = "slack"\nwebhook_url = "https://from.toml/x"\n'
+    settings = load_settings(write(tmp_path, text))
+    sink = settings.sinks["team"]
+    assert sink.type == "slack"
+    assert sink.webhook_url.get_secret_value() == "https://hooks.example/T1/B2/dir"
+    assert settings.monitor.database.get_secret_value() == "sqlite:///var/x.db"
+    # the environment still wins over the directory
+    monkeypatch.setenv("MONITOR_SINKS__TEAM__WEBHOOK_URL", "https://hooks.example/T1/B2/env")
+    sink = load_settings(write(tmp_path, text)).sinks["team"]
+    assert sink.type == "slack"
+    assert sink.webhook_url.get_secret_value() == "https://hooks.example/T1/B2/env"
