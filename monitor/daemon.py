@@ -29,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.check import Checker, CheckResult, TargetPlan
 from monitor.detect import Policy, thresholds_from_rules
-from monitor.errors import StoreError
+from monitor.errors import MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.metrics import Metrics
 from monitor.outbox import Deliverer, RetryPolicy
@@ -211,12 +211,15 @@ class Daemon:
         finally:
             grace = self.settings.monitor.grace_period
             log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
-            scheduler.shutdown(wait=False)
+            # pause, not shutdown: APScheduler's shutdown cancels the jobs still running
+            scheduler.pause()
             deadline = loop.time() + grace  # one grace period for checks and sends together
             if self._inflight:
                 _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
                 for task in pending:
                     task.cancel()
+            scheduler.shutdown(wait=False)
+            await self._deliver_before_exit(deadline - loop.time())
             await self.deliverer.stop(max(0.0, deadline - loop.time()))
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,6 +228,18 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self._close()
             log.info("daemon_stopped")
+
+    async def _deliver_before_exit(self, seconds: float) -> None:
+        """Send what the last checks committed, if the grace period allows; the rest waits."""
+        if seconds <= 0:
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self.deliverer.deliver_due()
+        except TimeoutError:
+            log.info("delivery_left_in_outbox", reason="grace period over")
+        except MonitorError as exc:
+            log.warning("delivery_before_exit_failed", error=str(exc))
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("signal_received", signal=sig.name)

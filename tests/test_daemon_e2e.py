@@ -8,6 +8,7 @@ and crash safety (SIGKILL).
 from __future__ import annotations
 
 import json
+import signal
 import urllib.request
 from pathlib import Path
 
@@ -272,3 +273,20 @@ def test_flaky_sink_gets_everything_once_in_order_and_a_dead_sink_blocks_nobody(
         "0.2",
         "-0.3",
     ]
+
+
+def test_sigterm_lets_the_check_in_flight_finish(tmp_path: Path) -> None:
+    with ThreadedPageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, interval="1s")
+        with DaemonProcess(config) as daemon:
+            assert wait_for(lambda: len(server.requests) >= 1, timeout=20)
+            changed = page(TMT_DOWN).encode()
+            server.default = Reply(200, body=changed, delay=2.0)  # a slow answer
+            seen = len(server.requests)
+            assert wait_for(lambda: len(server.requests) > seen, timeout=10)
+            daemon.proc.send_signal(signal.SIGTERM)  # while the page is still on its way
+            assert daemon.proc.wait(timeout=15) == 0
+            logs = daemon.logs()
+    stopping = next(e for e in logs if e.get("event") == "daemon_stopping")
+    assert stopping["inflight_checks"] == 1
+    assert kinds(tmp_path / "audit.jsonl") == [("change_pct_changed", "TMT/USD")]
