@@ -64,10 +64,11 @@ CHANGES = ("-0.14", "0.21")
 RETENTION = 20.0
 #: what "per day" means in the verdict: 100 targets every 5 minutes
 CHECKS_PER_DAY = 100 * 86400 // 300
-#: a second-half RSS slope within this (KB per 1000 checks) counts as flat
-FLAT_RSS_SLOPE = 50.0
-#: a second-half heap slope within this (KB per 1000 checks) counts as flat
-FLAT_HEAP_SLOPE = 10.0
+#: second-half slopes per 1000 checks at or below these count as flat even when significant:
+#: RSS 20 KB (~0.5 MB a day at CHECKS_PER_DAY), heap 5 KB, 20 pymalloc blocks
+FLAT_RSS = 20.0
+FLAT_HEAP = 5.0
+FLAT_BLOCKS = 20.0
 TOP = 5
 
 
@@ -105,7 +106,7 @@ class Knobs:
         return cls(
             targets=env_int("SOAK_TARGETS", 100),
             rounds=env_int("SOAK_ROUNDS", 40),
-            warmup=env_int("SOAK_WARMUP", 10),
+            warmup=env_int("SOAK_WARMUP", 10, minimum=0),
             change_every=change_every,
             housekeep_every=env_int("SOAK_HOUSEKEEP_EVERY", 10),
             sample_every=env_int("SOAK_SAMPLE_EVERY", change_every),
@@ -124,6 +125,8 @@ class Sample:
     net_kb: int
     #: tracemalloc's traced memory; None before tracing starts
     heap_kb: int | None
+    #: live pymalloc blocks (``sys.getallocatedblocks()``): object count, free with or without tracing
+    blocks: int
     fds: int
     tasks: int
     events: int
@@ -168,6 +171,7 @@ def take_sample(n: int, totals: Totals, started: float) -> Sample:
         rss_kb=rss,
         net_kb=rss - tracer,
         heap_kb=heap,
+        blocks=sys.getallocatedblocks(),
         fds=open_fds(),
         tasks=len(asyncio.all_tasks()),
         events=totals.events,
@@ -175,18 +179,36 @@ def take_sample(n: int, totals: Totals, started: float) -> Sample:
     )
 
 
-def slope_per_1000(points: list[tuple[int, int]]) -> float | None:
-    """Least-squares slope of ``(checks, kb)`` points, in KB per 1000 checks."""
-    if len(points) < 2:
+@dataclass(frozen=True, slots=True)
+class Slope:
+    """A least-squares slope per 1000 checks and its standard error (same unit)."""
+
+    value: float
+    stderr: float
+
+    def flat(self, floor: float) -> bool:
+        """Below ``floor``, or not told apart from zero (within two standard errors)."""
+        return self.value <= floor or self.value <= 2 * self.stderr
+
+    def __str__(self) -> str:
+        return f"{self.value:+.1f} ± {self.stderr:.1f}"
+
+
+def fit(points: list[tuple[int, int]]) -> Slope | None:
+    """Least-squares slope of ``(checks, y)`` points, per 1000 checks, with its standard error."""
+    n = len(points)
+    if n < 3:
         return None
     xs = [float(x) for x, _ in points]
     ys = [float(y) for _, y in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    if var == 0:
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
         return None
-    cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    return cov / var * 1000
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    residuals = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True))
+    stderr = (residuals / (n - 2) / sxx) ** 0.5
+    return Slope(b * 1000, stderr * 1000)
 
 
 # --- the page server and the daemon ----------------------------------------------------------
@@ -253,14 +275,71 @@ async def housekeeping(daemon: Daemon, totals: Totals) -> None:
 
 @dataclass(slots=True)
 class Result:
+    #: the sample taken at the end of the warm-up, when tracing started
+    warm: Sample
+    #: the samples after the warm-up; the first is the heap baseline
     samples: list[Sample]
     totals: Totals
-    #: the sample taken when tracing started (end of the warm-up)
-    warm: Sample
     before: tracemalloc.Snapshot | None
     after: tracemalloc.Snapshot | None
     peak_rss_kb: int
     seconds: float
+
+
+@dataclass(slots=True)
+class Cycle:
+    """One round of the soak: maybe a new page, every check, delivery, maybe housekeeping."""
+
+    daemon: Daemon
+    page: Path
+    knobs: Knobs
+    totals: Totals
+    version: int = 0
+
+    async def round(self, n: int) -> None:
+        if n % self.knobs.change_every == 0:
+            self.version += 1
+            write_page(self.page, self.version)
+        await one_round(self.daemon, self.totals)
+        if n % self.knobs.housekeep_every == 0:
+            await housekeeping(self.daemon, self.totals)
+
+
+async def measure(daemon: Daemon, page: Path, knobs: Knobs) -> Result:
+    totals = Totals()
+    started = time.perf_counter()
+    bad = await one_round(daemon, totals)  # the baseline: a silent first observation
+    if bad:
+        raise SetupError(f"the baseline round failed for {len(bad)} targets: {sorted(set(bad))}")
+    cycle = Cycle(daemon, page, knobs, totals)
+    print_header()
+    for n in range(1, knobs.warmup + 1):
+        await cycle.round(n)
+    warm = take_sample(knobs.warmup, totals, started)
+    print_sample(warm, "warm-up end")
+    if knobs.trace:
+        tracemalloc.start(knobs.trace_frames)
+    samples: list[Sample] = []
+    before: tracemalloc.Snapshot | None = None
+    last = knobs.warmup + knobs.rounds
+    for n in range(knobs.warmup + 1, last + 1):
+        await cycle.round(n)
+        if n % knobs.sample_every == 0 or n == last:
+            samples.append(take_sample(n, totals, started))
+            # the heap baseline is the first sample, once tracing has seen a few rounds
+            print_sample(samples[-1], "heap baseline" if before is None and knobs.trace else "")
+            if knobs.trace and before is None:
+                before = tracemalloc.take_snapshot()
+    after = tracemalloc.take_snapshot() if knobs.trace else None
+    return Result(
+        warm=warm,
+        samples=samples,
+        totals=totals,
+        before=before,
+        after=after,
+        peak_rss_kb=proc_status_kb("VmHWM"),
+        seconds=time.perf_counter() - started,
+    )
 
 
 async def soak(knobs: Knobs, workdir: Path) -> Result:
@@ -271,52 +350,7 @@ async def soak(knobs: Knobs, workdir: Path) -> Result:
     try:
         daemon = Daemon(settings_for(url, workdir, knobs.targets))
         await daemon.store.open()
-        totals = Totals()
-        started = time.perf_counter()
-        bad = await one_round(daemon, totals)  # the baseline: a silent first observation
-        if bad:
-            raise SetupError(f"the baseline round failed for {len(bad)} targets: {set(bad)}")
-        version = 0
-        total_rounds = knobs.warmup + knobs.rounds
-        samples: list[Sample] = []
-        warm: Sample | None = None
-        before: tracemalloc.Snapshot | None = None
-        print_header()
-        for n in range(1, total_rounds + 1):
-            if n % knobs.change_every == 0:
-                version += 1
-                write_page(page, version)
-            await one_round(daemon, totals)
-            if n % knobs.housekeep_every == 0:
-                await housekeeping(daemon, totals)
-            if n == knobs.warmup:
-                warm = take_sample(n, totals, started)
-                print_sample(warm, "warm-up end")
-                if knobs.trace:
-                    # the heap baseline is the first sample after this (tracing has seen rounds)
-                    tracemalloc.start(knobs.trace_frames)
-            elif n > knobs.warmup and (n - knobs.warmup) % knobs.sample_every == 0:
-                sample = take_sample(n, totals, started)
-                if knobs.trace and before is None:
-                    before = tracemalloc.take_snapshot()
-                samples.append(sample)
-                print_sample(sample)
-        if warm is None:
-            raise SetupError("no warm-up sample (SOAK_WARMUP must be at least 1)")
-        if not samples or samples[-1].round != total_rounds:
-            samples.append(take_sample(total_rounds, totals, started))
-            print_sample(samples[-1])
-        after = tracemalloc.take_snapshot() if knobs.trace else None
-        seconds = time.perf_counter() - started
-        return Result(
-            samples=samples,
-            totals=totals,
-            warm=warm,
-            before=before,
-            after=after,
-            peak_rss_kb=proc_status_kb("VmHWM"),
-            seconds=seconds,
-        )
+        return await measure(daemon, page, knobs)
     finally:
         if tracemalloc.is_tracing():
             tracemalloc.stop()
@@ -335,7 +369,7 @@ async def soak(knobs: Knobs, workdir: Path) -> Result:
 def print_header() -> None:
     print(
         f"  {'round':>5} {'checks':>7} {'secs':>6} {'RSS KB':>8} {'net KB':>8} {'heap KB':>8}"
-        f" {'fds':>4} {'tasks':>5} {'events':>7} {'sent':>7}",
+        f" {'blocks':>8} {'fds':>4} {'tasks':>5} {'events':>7} {'sent':>7}",
         flush=True,
     )
 
@@ -344,99 +378,109 @@ def print_sample(s: Sample, note: str = "") -> None:
     heap = "-" if s.heap_kb is None else str(s.heap_kb)
     print(
         f"  {s.round:>5} {s.checks:>7} {s.seconds:>6.1f} {s.rss_kb:>8} {s.net_kb:>8} {heap:>8}"
-        f" {s.fds:>4} {s.tasks:>5} {s.events:>7} {s.delivered:>7}  {note}".rstrip(),
+        f" {s.blocks:>8} {s.fds:>4} {s.tasks:>5} {s.events:>7} {s.delivered:>7}  {note}".rstrip(),
         flush=True,
     )
+
+
+_NOT_OURS = (
+    tracemalloc.Filter(inclusive=False, filename_pattern=tracemalloc.__file__),
+    tracemalloc.Filter(inclusive=False, filename_pattern="<frozen importlib._bootstrap>"),
+    tracemalloc.Filter(inclusive=False, filename_pattern="<frozen importlib._bootstrap_external>"),
+    tracemalloc.Filter(inclusive=False, filename_pattern="<unknown>"),
+)
 
 
 def growth_sites(
     before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, frames: int
 ) -> list[str]:
-    ignore = [
-        tracemalloc.Filter(inclusive=False, filename_pattern=tracemalloc.__file__),
-        tracemalloc.Filter(inclusive=False, filename_pattern="<frozen importlib._bootstrap>"),
-        tracemalloc.Filter(
-            inclusive=False, filename_pattern="<frozen importlib._bootstrap_external>"
-        ),
-        tracemalloc.Filter(inclusive=False, filename_pattern="<unknown>"),
-    ]
-    before, after = before.filter_traces(ignore), after.filter_traces(ignore)
+    """The ``TOP`` lines whose live allocations grew most (and, with frames, the biggest's stack)."""
+    before, after = before.filter_traces(_NOT_OURS), after.filter_traces(_NOT_OURS)
+    grown = [d for d in after.compare_to(before, "lineno") if d.size_diff > 0]
+    grown.sort(key=lambda d: d.size_diff, reverse=True)
     lines: list[str] = []
-    for stat in after.compare_to(before, "lineno")[:TOP]:
+    for stat in grown[:TOP]:
         frame = stat.traceback[0]
-        where = short_path(frame.filename)
         lines.append(
-            f"    {stat.size_diff / 1024:+9.1f} KB {stat.count_diff:+7d} blocks"
-            f"  (now {stat.size / 1024:.1f} KB)  {where}:{frame.lineno}"
+            f"    {stat.size_diff / 1024:+8.1f} KB {stat.count_diff:+7d} blocks"
+            f"  (now {stat.size / 1024:7.1f} KB)  {short_path(frame.filename)}:{frame.lineno}"
         )
     if frames > 1:
-        top = after.compare_to(before, "traceback")[:1]
-        if top:
-            lines.append(f"  biggest growth ({top[0].size_diff / 1024:+.1f} KB), allocated at:")
-            lines.extend(f"    {line}" for line in top[0].traceback.format(most_recent_first=True))
+        stacks = [d for d in after.compare_to(before, "traceback") if d.size_diff > 0]
+        if stacks:
+            top = max(stacks, key=lambda d: d.size_diff)
+            lines.append(f"    the biggest ({top.size_diff / 1024:+.1f} KB) was allocated at:")
+            lines.extend(f"      {line}" for line in top.traceback.format(most_recent_first=True))
     return lines
 
 
 def short_path(filename: str) -> str:
-    for prefix in (str(ROOT) + os.sep, *(p + os.sep for p in sys.path if p)):
-        if filename.startswith(prefix):
-            return filename[len(prefix) :]
+    for prefix in sorted({str(ROOT), *(p for p in sys.path if p)}, key=len, reverse=True):
+        if filename.startswith(prefix + os.sep):
+            return filename[len(prefix) + 1 :]
     return filename
 
 
 def report(knobs: Knobs, r: Result) -> None:
-    first, last, warm = r.samples[0], r.samples[-1], r.warm
+    warm, first, last = r.warm, r.samples[0], r.samples[-1]
     half = r.samples[len(r.samples) // 2 :]
-    rss_slope = slope_per_1000([(s.checks, s.net_kb) for s in half])
-    heap_slope = slope_per_1000([(s.checks, s.heap_kb) for s in half if s.heap_kb is not None])
+    rss = fit([(s.checks, s.net_kb) for s in half])
+    blocks = fit([(s.checks, s.blocks) for s in half])
+    heap = fit([(s.checks, s.heap_kb) for s in half if s.heap_kb is not None])
     t = r.totals
-    measured = last.checks - warm.checks
     print()
     print(
-        f"soak: {t.checks} checks in {r.seconds:.0f} s ({measured} after the warm-up),"
-        f" {t.events} events, {t.delivered} deliveries, {t.expired} history rows expired,"
-        f" {t.failed} failed checks"
+        f"soak: {t.checks} checks in {r.seconds:.0f} s ({last.checks - warm.checks} after the"
+        f" warm-up), {t.events} events, {t.delivered} deliveries, {t.expired} history rows"
+        f" expired, {t.failed} failed checks; second half = {len(half)} samples,"
+        f" {half[-1].checks - half[0].checks} checks"
     )
     print(
         f"  RSS        warm-up end {warm.rss_kb / 1024:.1f} MB -> end {last.rss_kb / 1024:.1f} MB"
-        f" ({(last.rss_kb - warm.rss_kb) / 1024:+.1f} MB); net of tracer"
+        f" ({(last.rss_kb - warm.rss_kb) / 1024:+.1f}); net of tracemalloc's own"
         f" {warm.net_kb / 1024:.1f} -> {last.net_kb / 1024:.1f} MB"
-        f" ({(last.net_kb - warm.net_kb) / 1024:+.1f} MB); peak {r.peak_rss_kb / 1024:.1f} MB"
+        f" ({(last.net_kb - warm.net_kb) / 1024:+.1f}); peak {r.peak_rss_kb / 1024:.1f} MB"
     )
-    if rss_slope is None:
-        print("  RSS slope  (too few samples)")
-    else:
-        per_day = rss_slope * CHECKS_PER_DAY / 1000 / 1024
+    if rss is not None:
+        per_day = rss.value * CHECKS_PER_DAY / 1000 / 1024
         print(
-            f"  RSS slope  {rss_slope:+.1f} KB per 1000 checks over the second half"
-            f" ({len(half)} samples); at 100 targets every 5 min: {per_day:+.2f} MB/day"
+            f"  RSS slope  {rss} KB per 1000 checks (net RSS, second half);"
+            f" at 100 targets every 5 min that is {per_day:+.2f} MB/day"
         )
-    if first.heap_kb is not None and last.heap_kb is not None:
-        slope = "n/a" if heap_slope is None else f"{heap_slope:+.1f} KB per 1000 checks"
+    if blocks is not None:
         print(
-            f"  heap       {first.heap_kb} KB -> {last.heap_kb} KB"
-            f" ({last.heap_kb - first.heap_kb:+d} KB over {last.checks - first.checks} checks);"
-            f" second-half slope {slope}"
+            f"  blocks     {warm.blocks} -> {last.blocks} ({last.blocks - warm.blocks:+d});"
+            f" second-half slope {blocks} per 1000 checks"
+        )
+    if heap is not None and first.heap_kb is not None and last.heap_kb is not None:
+        print(
+            f"  heap       {first.heap_kb} KB (round {first.round}) -> {last.heap_kb} KB"
+            f" ({last.heap_kb - first.heap_kb:+d} KB); second-half slope {heap} KB per 1000 checks"
         )
     print(f"  fds        {warm.fds} -> {last.fds}    tasks {warm.tasks} -> {last.tasks}")
     if r.before is not None and r.after is not None:
-        print(f"  top {TOP} growth sites (tracemalloc, by line, round {first.round} -> end):")
+        print(f"  top {TOP} growth sites (tracemalloc by line, round {first.round} -> end):")
         for line in growth_sites(r.before, r.after, knobs.trace_frames):
             print(line)
     flat = (
-        (rss_slope is None or rss_slope <= FLAT_RSS_SLOPE)
-        and (heap_slope is None or heap_slope <= FLAT_HEAP_SLOPE)
+        (rss is None or rss.flat(FLAT_RSS))
+        and (blocks is None or blocks.flat(FLAT_BLOCKS))
+        and (heap is None or heap.flat(FLAT_HEAP))
         and last.fds <= warm.fds
         and last.tasks <= warm.tasks
     )
-    verdict = (
-        "FLAT: no growth beyond noise"
-        if flat
-        else "GROWING: see the slope and the growth sites; confirm with a longer run (SOAK_ROUNDS)"
+    print(
+        "  verdict    "
+        + (
+            "FLAT: no growth told apart from noise"
+            if flat
+            else "GROWING: see the slopes and growth sites; confirm with a longer SOAK_ROUNDS"
+        )
     )
     print(
-        f"  verdict    {verdict} (flat = RSS slope <= {FLAT_RSS_SLOPE:g} and heap slope"
-        f" <= {FLAT_HEAP_SLOPE:g} KB/1000 checks, fds and tasks not up)"
+        f"             (flat: each second-half slope within 2 standard errors of zero or below"
+        f" {FLAT_RSS:g} KB RSS / {FLAT_HEAP:g} KB heap / {FLAT_BLOCKS:g} blocks per 1000 checks;"
+        f" fds and tasks not up)"
     )
 
 

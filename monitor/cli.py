@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from pydantic import BaseModel, SecretStr
 
 from monitor import __version__
 from monitor.errors import ConfigError, FetchError, MonitorError, ParseError, SinkError
@@ -27,7 +25,7 @@ from monitor.fetch import FetchPolicy, fetch_once, safe_url
 from monitor.logs import configure_logging
 from monitor.models import Snapshot, dec_str
 from monitor.parse import Grammar, parse
-from monitor.settings import Settings, load_settings
+from monitor.settings import Settings, load_settings, secret_values
 
 EXIT_OK, EXIT_SINK, EXIT_USAGE, EXIT_NO_TICKER, EXIT_FETCH = 0, 1, 2, 3, 4
 DEFAULT_MAX_BYTES = 20_000_000
@@ -192,32 +190,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-def _secrets(settings: Settings) -> list[str]:
-    """Every secret value in the configuration, for the log redactor."""
-    found: list[str] = []
-
-    def walk(value: object) -> None:
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
-    walk(settings)
-    # a DSN's password alone can show up in a driver's message
-    found.append(urlsplit(settings.monitor.database.get_secret_value()).password or "")
-    return [s for s in found if s]
-
-
 def _logging(settings: Settings, *, level: str | None = None) -> None:
     m = settings.monitor
-    configure_logging(level=level or m.log_level, fmt=m.log_format, secrets=_secrets(settings))
+    configure_logging(level=level or m.log_level, fmt=m.log_format, secrets=secret_values(settings))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -574,3 +575,26 @@ def load_settings(
         return Settings(**document)
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret value in the configuration, for the log redactor."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(settings)
+    # a DSN's password alone can show up in a driver's message
+    found.append(urlsplit(settings.monitor.database.get_secret_value()).password or "")
+    return [s for s in found if s]

@@ -21,10 +21,9 @@ import pytest
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from monitor.cli import _secrets  # the CLI's own list of what to redact
 from monitor.daemon import Daemon, in_window
 from monitor.logs import configure_logging
-from monitor.settings import ActiveWindow, Settings, load_settings
+from monitor.settings import ActiveWindow, Settings, load_settings, secret_values
 from tests.daemon_harness import alerts, page, write_config
 from tests.pages import ticker_text
 from tests.servers import PageServer, Reply
@@ -215,7 +214,11 @@ headers = {{ Authorization = "{secrets["header"]}" }}
         config = write_config(tmp_path, server.url, sinks=("slack", "mail", "hook"), extra=extra)
         settings: Settings = load_settings(config)
         configure_logging(
-            level="debug", fmt="json", secrets=_secrets(settings), stream=log_stream, cache=False
+            level="debug",
+            fmt="json",
+            secrets=secret_values(settings),
+            stream=log_stream,
+            cache=False,
         )
         assert [r.outcome for r in await Daemon(settings).run_once()] == ["observed"]
         server.set_page(page({"TMT/USD": ("0.28575", "-0.14")}))
