@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/monitor.toml
 
-.PHONY: run test lint typecheck unit bench clean help
+.PHONY: run test lint typecheck unit bench soak clean help
 
 help:
 	@echo "make run    - set up .venv and run the daemon on $(CONFIG)"
 	@echo "make test   - set up .venv, then ruff, mypy and pytest"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make soak   - the memory soak (a few minutes; SOAK_ROUNDS=... for longer)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ticker-monitor needs Python >= 3.11 (set PYTHON=...)")'
@@ -37,6 +38,9 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/pipeline.py
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
