@@ -575,9 +575,10 @@ def report(knobs: Knobs, r: Result) -> None:
         )
     if blocks is not None:
         # the "before" snapshot itself adds a few thousand blocks from the second half on
+        held = ", with the snapshot" if r.before is not None else ""
         print(
-            f"  blocks     {warm.blocks} (warm-up end) -> {mid.blocks} (round {mid.round}, with"
-            f" the snapshot) -> {last.blocks} (end); slope {blocks} per 1000 checks"
+            f"  blocks     {warm.blocks} (warm-up end) -> {mid.blocks} (round {mid.round}{held})"
+            f" -> {last.blocks} (end); slope {blocks} per 1000 checks"
         )
     print(
         f"  sqlite     {_change(base.sqlite_kb, warm.sqlite_kb)} in the warm-up,"
