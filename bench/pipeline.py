@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,39 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import settings_for, start_server  # noqa: E402 -- same
 from monitor.daemon import Daemon  # noqa: E402 -- after the sys.path line, for a plain checkout
 from monitor.logs import configure_logging  # noqa: E402 -- same
-from monitor.settings import Settings  # noqa: E402 -- same
 from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html  # noqa: E402 -- same
 
-TARGETS = 40
-ROUNDS = 15
-
-
-def start_server(page: Path, *, validators: bool) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "tests.servers", "--page", str(page)]
-    if not validators:
-        args.append("--no-validators")
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None  # noqa: S101 -- we asked for a pipe
-    return proc, proc.stdout.readline().strip()
-
-
-def settings_for(url: str, workdir: Path) -> Settings:
-    return Settings(
-        monitor={
-            "database": f"sqlite:///{workdir / 'state.db'}",
-            "listen": "",
-            "max_per_host": 8,
-            "max_concurrent_checks": 16,
-        },
-        targets=[
-            {"name": f"t{i}", "url": f"{url}?t={i}", "retries": 0, "max_jump_pct": None}
-            for i in range(TARGETS)
-        ],
-        rules=[{"name": "all", "sinks": ["audit"]}],
-        sinks={"audit": {"type": "file", "path": str(workdir / "alerts.jsonl")}},
-    )
+TARGETS = int(os.environ.get("BENCH_TARGETS", "40"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 
 
 def write_page(path: Path, n: int) -> None:
@@ -75,7 +48,7 @@ async def measure(
     write_page(page, 0)
     proc, url = start_server(page, validators=scenario == "not-mod")
     try:
-        daemon = Daemon(settings_for(url, workdir))
+        daemon = Daemon(settings_for(url, workdir, TARGETS))
         await daemon.store.open()
         plans = daemon.plans
         await asyncio.gather(*(daemon.checker.check(p) for p in plans))  # baseline, warm-up

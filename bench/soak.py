@@ -54,7 +54,6 @@ import ctypes
 import gc
 import importlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,9 +66,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import SetupError, settings_for, start_server  # noqa: E402 -- same
 from monitor.daemon import Daemon  # noqa: E402 -- after the sys.path line, for a plain checkout
 from monitor.logs import configure_logging  # noqa: E402 -- same
-from monitor.settings import Settings  # noqa: E402 -- same
 from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html  # noqa: E402 -- same
 
 #: the two TMT/USD change % values the page alternates between
@@ -87,10 +86,6 @@ FLAT_RSS = 20.0
 FLAT_HEAP = 5.0
 FLAT_BLOCKS = 100.0
 TOP = 5
-
-
-class SetupError(Exception):
-    """The soak could not start: reported on one line, exit status 1."""
 
 
 def env_int(name: str, default: int, minimum: int = 1) -> int:
@@ -304,34 +299,6 @@ def write_page(path: Path, version: int) -> None:
     tmp.replace(path)  # the server never reads half a page
 
 
-def start_server(page: Path) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "tests.servers", "--page", str(page), "--no-validators"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip() if proc.stdout is not None else ""
-    if not url.startswith("http://127.0.0.1:"):
-        proc.kill()
-        proc.wait(timeout=10)
-        raise SetupError(f"the page server did not start (it printed {url!r})")
-    return proc, url
-
-
-def settings_for(url: str, workdir: Path, targets: int) -> Settings:
-    return Settings(
-        monitor={
-            "database": f"sqlite:///{workdir / 'state.db'}",
-            "listen": "",
-            "max_per_host": 8,
-            "max_concurrent_checks": 16,
-        },
-        targets=[
-            {"name": f"t{i}", "url": f"{url}?t={i}", "retries": 0, "max_jump_pct": None}
-            for i in range(targets)
-        ],
-        rules=[{"name": "all", "sinks": ["audit"]}],
-        sinks={"audit": {"type": "file", "path": str(workdir / "alerts.jsonl")}},
-    )
-
-
 async def one_round(daemon: Daemon, totals: Totals) -> list[str]:
     """Check every target once, deliver what is due; return the outcomes that were failures."""
     results = await asyncio.gather(*(daemon.checker.check(p) for p in daemon.plans))
@@ -445,7 +412,7 @@ async def measure(daemon: Daemon, page: Path, knobs: Knobs) -> Result:
 async def soak(knobs: Knobs, workdir: Path) -> Result:
     page = workdir / "page.html"
     write_page(page, 0)
-    proc, url = start_server(page)
+    proc, url = start_server(page, validators=False)
     daemon: Daemon | None = None
     try:
         daemon = Daemon(settings_for(url, workdir, knobs.targets))
