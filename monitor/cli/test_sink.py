@@ -1,0 +1,60 @@
+"""``ticker-monitor test-sink NAME``: send a sample alert through one configured sink now."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+
+import httpx
+
+from monitor.cli.common import (
+    EXIT_OK,
+    EXIT_SINK,
+    EXIT_USAGE,
+    Subparsers,
+    add_config,
+    configure_for,
+    fail,
+    settings_of,
+)
+from monitor.errors import SinkError
+
+
+def register(sub: Subparsers) -> None:
+    test_sink = sub.add_parser(
+        "test-sink",
+        help="send a sample alert through one configured sink",
+        description="Send a sample alert through one configured sink now and report the outcome.",
+    )
+    test_sink.add_argument("name", metavar="NAME", help="the sink's name, as in [sinks.NAME]")
+    add_config(test_sink)
+    test_sink.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from monitor.sinks.build import build_sinks, sample_delivery  # noqa: PLC0415 -- start-up time
+
+    settings = settings_of(args)
+    # the outcome is the one line printed below; the sink's own warnings would only repeat it
+    configure_for(settings, level="critical")
+    if args.name not in settings.sinks:
+        known = ", ".join(sorted(settings.sinks)) or "none"
+        fail(EXIT_USAGE, f"no sink named {args.name!r} (configured: {known})")
+
+    async def send() -> None:
+        async with httpx.AsyncClient() as http:
+            sinks = build_sinks({args.name: settings.sinks[args.name]}, http=http)
+            sink = sinks[args.name]
+            try:
+                await sink.send([sample_delivery(args.name, datetime.now(UTC))])
+            finally:
+                await sink.aclose()
+
+    try:
+        asyncio.run(send())
+    except SinkError as exc:
+        kind = "temporary" if exc.retryable else "permanent"
+        fail(EXIT_SINK, f"sink {args.name!r} failed ({kind}): {exc}")
+    print(f"sink {args.name!r}: sample alert accepted")
+    return EXIT_OK
