@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import settings_for, start_server  # noqa: E402 -- same
+from monitor.app import build_app  # noqa: E402 -- same
 from monitor.daemon import Daemon  # noqa: E402 -- after the sys.path line, for a plain checkout
 from monitor.logs import configure_logging  # noqa: E402 -- same
 from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html  # noqa: E402 -- same
@@ -48,7 +49,7 @@ async def measure(
     write_page(page, 0)
     proc, url = start_server(page, validators=scenario == "not-mod")
     try:
-        daemon = Daemon(settings_for(url, workdir, TARGETS))
+        daemon = Daemon(await build_app(settings_for(url, workdir, TARGETS)))
         await daemon.store.open()
         plans = daemon.plans
         await asyncio.gather(*(daemon.checker.check(p) for p in plans))  # baseline, warm-up

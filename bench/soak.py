@@ -67,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import SetupError, settings_for, start_server  # noqa: E402 -- same
+from monitor.app import build_app  # noqa: E402 -- same
 from monitor.daemon import Daemon  # noqa: E402 -- after the sys.path line, for a plain checkout
 from monitor.logs import configure_logging  # noqa: E402 -- same
 from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html  # noqa: E402 -- same
@@ -415,7 +416,7 @@ async def soak(knobs: Knobs, workdir: Path) -> Result:
     proc, url = start_server(page, validators=False)
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(settings_for(url, workdir, knobs.targets))
+        daemon = Daemon(await build_app(settings_for(url, workdir, knobs.targets)))
         await daemon.store.open()
         return await measure(daemon, page, knobs)
     finally:

@@ -1,4 +1,4 @@
-"""The composition root: builds every part from ``Settings`` and runs them.
+"""The daemon: runs the parts that ``monitor.app.build_app`` built.
 
 ``Daemon.run_once`` checks every target once and delivers what is due (``run --once``).
 ``Daemon.run_forever`` schedules one APScheduler job per target and runs the delivery worker until
@@ -12,33 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
-import socket
-from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.check import Checker, CheckResult, TargetPlan
-from monitor.detect import Policy, thresholds_from_rules
+from monitor.app import App
+from monitor.check import CheckResult, TargetPlan
 from monitor.errors import MonitorError, StoreError
-from monitor.fetch import Fetcher, FetchPolicy
-from monitor.metrics import Metrics
-from monitor.outbox import Deliverer, RetryPolicy
-from monitor.route import routes_from_settings
-from monitor.settings import ActiveWindow, Settings, TargetConfig
-from monitor.sinks import Sink
-from monitor.sinks.build import build_sinks
+from monitor.settings import ActiveWindow
 from monitor.store import Store
-from monitor.store.open import open_store
 from monitor.web import Response, WebServer, json_response
 
 log = structlog.get_logger("monitor.daemon")
@@ -46,10 +35,6 @@ log = structlog.get_logger("monitor.daemon")
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: first runs after a start are spread over at most this many seconds (no thundering herd)
 STARTUP_SPREAD = 30.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
@@ -68,79 +53,26 @@ def in_window(window: ActiveWindow | None, now: datetime) -> bool:
     return clock >= start or clock < end  # a window across midnight, e.g. 22:00-06:00
 
 
-def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
-    thresholds = thresholds_from_rules(
-        settings.rules, [settings.rule_name(i) for i in range(len(settings.rules))]
-    )
-    headers = dict(target.headers)
-    if target.user_agent:
-        headers["User-Agent"] = target.user_agent
-    return TargetPlan(
-        config=target,
-        grammar=target.grammar(),
-        fetch_policy=FetchPolicy(
-            timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
-        ),
-        detect_policy=Policy(
-            down_after=target.down_after,
-            down_after_seconds=target.down_after_time,
-            thresholds=thresholds,
-        ),
-        headers=headers,
-    )
-
-
 class Daemon:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.settings = settings
-        self._clock = clock
+    """Runs what :func:`monitor.app.build_app` built: the scheduler, the delivery worker and
+    the endpoint; owns the app's lifecycle from ``run_once``/``run_forever`` on (it closes it)."""
+
+    def __init__(self, app: App, *, rng: random.Random | None = None) -> None:
+        self.app = app
+        self.settings = app.settings
+        self._clock = app.clock
         self._rng = rng or random.Random()  # noqa: S311 -- spreads start times, not a secret
-        self.metrics = Metrics()
-        self.store: Store = open_store(settings.monitor.database.get_secret_value())
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False
-        )
-        self.sinks: dict[str, Sink] = build_sinks(settings.sinks, http=self._http)
-        self.fetcher = Fetcher(
-            user_agent=settings.monitor.user_agent, max_per_host=settings.monitor.max_per_host
-        )
-        d = settings.delivery
-        self.deliverer = Deliverer(
-            self.store,
-            self.sinks,
-            policy=RetryPolicy(
-                max_age=d.max_age,
-                max_attempts=d.max_attempts,
-                backoff_initial=d.backoff_initial,
-                backoff_max=d.backoff_max,
-                lease=d.lease,
-                batch_size=d.batch_size,
-            ),
-            owner=f"{socket.gethostname()}:{os.getpid()}",
-            clock=clock,
-            on_result=self.metrics.delivery,
-        )
-        names = [settings.rule_name(i) for i in range(len(settings.rules))]
-        self.checker = Checker(
-            store=self.store,
-            fetcher=self.fetcher,
-            routes=routes_from_settings(settings.rules, names),
-            on_committed=self.deliverer.wake,
-            clock=clock,
-            metrics=self.metrics,
-            max_concurrent=settings.monitor.max_concurrent_checks,
-        )
-        self.plans = [plan_target(settings, t) for t in settings.targets]
+        self.metrics = app.metrics
+        self.store: Store = app.store
+        self.sinks = app.sinks
+        self.fetcher = app.fetcher
+        self.deliverer = app.deliverer
+        self.checker = app.checker
+        self.plans = list(app.plans)
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[Any]] = set()
         self.web: WebServer | None = None
-        self._started_at = clock()
+        self._started_at = self._clock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -157,14 +89,9 @@ class Daemon:
         )
 
     async def _close(self) -> None:
-        for sink in self.sinks.values():
-            with contextlib.suppress(Exception):
-                await sink.aclose()
-        await self.fetcher.aclose()
-        await self._http.aclose()
         if self.web is not None:
             await self.web.aclose()
-        await self.store.aclose()
+        await self.app.aclose()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -329,4 +256,4 @@ class Daemon:
         return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
 
 
-__all__ = ["Daemon", "in_window", "plan_target"]
+__all__ = ["Daemon", "in_window"]

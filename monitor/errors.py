@@ -22,7 +22,7 @@ second time, as a belt to these braces).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 class MonitorError(Exception):
@@ -101,3 +101,17 @@ class SinkError(MonitorError):
         self.retryable = retryable
         self.retry_after = retry_after
         self.memo = memo
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``__cause__``, else ``__context__``), and so on; each once.
+
+    For finding the root of a foreign library's failure (an ``OSError`` errno, a TLS verification
+    error) at the boundary where it is translated.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

@@ -31,8 +31,6 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import NoReturn
@@ -42,21 +40,23 @@ import h11
 import httpx
 import structlog
 
+from monitor.backoff import full_jitter, parse_retry_after
 from monitor.errors import (
     FetchError,
     FetchHTTPStatus,
     FetchTimeout,
     FetchTooLarge,
     FetchTransport,
+    causes,
 )
 from monitor.models import Validators
+from monitor.redact import Scrubber
 
 __all__ = [
     "FetchPolicy",
     "FetchResult",
     "Fetcher",
     "fetch_once",
-    "parse_retry_after",
     "safe_url",
 ]
 
@@ -157,28 +157,10 @@ def _secrets_of(url: str) -> list[str]:
 
 
 def _scrub(text: str, url: str) -> str:
-    for secret in _secrets_of(url):
-        text = text.replace(secret, "***")
+    text = Scrubber(_secrets_of(url))(text)
     if len(text) > _MAX_DETAIL:
         text = text[: _MAX_DETAIL - 3] + "..."
     return text
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait for a ``Retry-After`` (delta-seconds or HTTP-date); ``None`` when invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000": RFC 5322's "UTC, origin unknown"
-        when = when.replace(tzinfo=UTC)
-    current = now if now is not None else datetime.now(UTC)
-    return max(0.0, (when - current).total_seconds())
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -186,13 +168,9 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 def _tls_verify_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    for cause in causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
     return None
 
 
@@ -680,8 +658,9 @@ class Fetcher:
                 )
                 return None
             return retry_after
-        ceiling = min(policy.backoff_max, policy.backoff_initial * 2 ** (attempt - 1))
-        delay = self._rng.uniform(0.0, ceiling)  # full jitter
+        delay = full_jitter(
+            attempt, initial=policy.backoff_initial, cap=policy.backoff_max, rng=self._rng
+        )
         if delay >= remaining:
             return None
         return delay

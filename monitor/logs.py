@@ -20,7 +20,16 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-REDACTED = "[REDACTED]"
+from monitor.redact import REDACTED, Scrubber
+
+__all__ = [
+    "REDACTED",
+    "Redactor",
+    "bind_check",
+    "configure_logging",
+    "redact_mapping",
+    "unbind_check",
+]
 
 # Slack webhook paths, URL userinfo, and token-like query parameters.
 _PATTERNS = (
@@ -35,17 +44,8 @@ class Redactor:
     """A structlog processor that removes secrets from every string in the event dict."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is replaced whole. Very short values
-        # would redact innocent text; a secret shorter than 4 characters is not a secret.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        for pattern in _PATTERNS:
-            text = pattern.sub(REDACTED, text)
-        return text
+        # A secret shorter than 4 characters is not a secret: it would redact innocent text.
+        self.scrub = Scrubber((s for s in secrets if len(s) >= 4), _PATTERNS)
 
     def _clean(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from monitor.backoff import full_jitter
 from monitor.errors import SinkError, StoreError
 from monitor.models import Delivery
 from monitor.sinks import Sink
@@ -93,9 +94,7 @@ class RetryPolicy:
         Full jitter: uniform in ``[0, min(backoff_max, backoff_initial * 2**(attempts-1))]``.
         A receiver's ``Retry-After`` is a floor, honoured even above ``backoff_max``.
         """
-        exponent = min(max(attempts - 1, 0), 62)
-        cap = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
-        delay = rng.uniform(0.0, max(cap, 0.0))
+        delay = full_jitter(attempts, initial=self.backoff_initial, cap=self.backoff_max, rng=rng)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         return delay

@@ -21,8 +21,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -32,58 +30,19 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor import __version__
+from monitor.config_types import Duration, Name, Pair, Strict, read_secret_files
 from monitor.errors import ConfigError
 from monitor.models import EventKind
 from monitor.parse import Grammar
+from monitor.sinks.registry import SinkConfig
+from monitor.store.open import BACKENDS, scheme_of
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-
-
-def parse_duration(value: object) -> float:
-    """``30``, ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``, ``"250ms"`` -> seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    else:
-        raise ValueError("expected a duration such as 30, '30s', '5m' or '1h'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Pair = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _read_secret_files(data: Any, fields: tuple[str, ...]) -> Any:
-    """Turn ``x_file = "/run/secrets/x"`` into ``x = <contents>`` for each secret field ``x``."""
-    if not isinstance(data, dict):
-        return data
-    data = dict(data)
-    for name in fields:
-        path = data.pop(f"{name}_file", None)
-        if path is None:
-            continue
-        try:
-            data[name] = Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"{name}_file: cannot read {path}: {exc.strerror}") from None
-    return data
-
 
 # --- [monitor] -------------------------------------------------------------------------------
 
 
-class MonitorSection(_Strict):
+class MonitorSection(Strict):
     database: SecretStr = SecretStr("sqlite:///var/state.db")
     log_format: Literal["console", "json", "auto"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -98,14 +57,15 @@ class MonitorSection(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("database",))
+        return read_secret_files(data, ("database",))
 
     @field_validator("database")
     @classmethod
     def _known_scheme(cls, value: SecretStr) -> SecretStr:
-        dsn = value.get_secret_value()
-        if not dsn.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("expected sqlite:///PATH or postgresql://... (value not shown)")
+        scheme = scheme_of(value.get_secret_value())
+        if scheme not in BACKENDS:
+            known = ", ".join(f"{name}://..." for name in BACKENDS)
+            raise ValueError(f"no store can open a {scheme or 'scheme-less'} URL; expected {known}")
         return value
 
     @field_validator("listen")
@@ -119,7 +79,7 @@ class MonitorSection(_Strict):
 # --- [delivery] ------------------------------------------------------------------------------
 
 
-class DeliverySection(_Strict):
+class DeliverySection(Strict):
     #: a row still undelivered this long after it was written is dead-lettered
     max_age: Duration = 24 * 3600.0
     #: 0 means retry until ``max_age``
@@ -136,7 +96,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class ActiveWindow(_Strict):
+class ActiveWindow(Strict):
     """When a target is checked: some days, between two times, in an IANA time zone."""
 
     days: list[Day] = list(_DAYS)
@@ -161,7 +121,7 @@ class ActiveWindow(_Strict):
         return value
 
 
-class TargetConfig(_Strict):
+class TargetConfig(Strict):
     name: Name
     url: str
     interval: Duration = 300.0
@@ -235,7 +195,7 @@ CHANGE_KINDS = (
 )
 
 
-class RuleConfig(_Strict):
+class RuleConfig(Strict):
     name: Name | None = None
     events: list[EventKind] | None = None
     targets: list[str] = []
@@ -275,123 +235,6 @@ class RuleConfig(_Strict):
         if not value:
             raise ValueError("name at least one sink")
         return value
-
-
-# --- [sinks.NAME] ----------------------------------------------------------------------------
-
-
-class _SinkBase(_Strict):
-    #: override the message title / body (``string.Template`` syntax: ``$pair``, ``$new_rate`` ...)
-    title_template: str | None = None
-    body_template: str | None = None
-    #: one send may take at most this long
-    timeout: Duration = 15.0
-
-
-class ConsoleSink(_SinkBase):
-    type: Literal["console"]
-
-
-class FileSink(_SinkBase):
-    type: Literal["file"]
-    path: Path
-
-
-class SlackSink(_SinkBase):
-    type: Literal["slack"]
-    webhook_url: SecretStr
-    #: client-side rate limit: at least this long between two posts to the webhook
-    min_interval: Duration = 1.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("webhook_url",))
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _https(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^https?://", value.get_secret_value()):
-            raise ValueError("expected an http(s):// webhook URL (value not shown)")
-        return value
-
-
-class EmailSink(_SinkBase):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    type: Literal["email"]
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    tls: Literal["starttls", "implicit", "none"]
-    allow_insecure: bool = False
-    username: str | None = None
-    password: SecretStr | None = None
-    sender: str = Field(alias="from")
-    to: list[str]
-    cc: list[str] = []
-
-    @model_validator(mode="before")
-    @classmethod
-    def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("password",))
-
-    @model_validator(mode="after")
-    def _tls_policy(self) -> EmailSink:
-        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
-        if self.tls == "none" and not (loopback or self.allow_insecure):
-            raise ValueError(
-                "tls = 'none' sends mail in clear text; allowed only to a loopback host "
-                "or with allow_insecure = true"
-            )
-        if self.password is not None and self.username is None:
-            raise ValueError("password is set but username is not")
-        if not self.to:
-            raise ValueError("to: name at least one recipient")
-        return self
-
-    @property
-    def effective_port(self) -> int:
-        if self.port is not None:
-            return self.port
-        return {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
-
-
-class WebhookSink(_SinkBase):
-    type: Literal["webhook"]
-    url: SecretStr
-    #: shared secret for the ``X-Signature-256: sha256=<hex>`` HMAC header
-    secret: SecretStr | None = None
-    headers: dict[str, SecretStr] = {}
-    min_interval: Duration = 0.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("url", "secret"))
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^https?://", value.get_secret_value()):
-            raise ValueError("expected an http:// or https:// URL (value not shown)")
-        return value
-
-
-class AppriseSink(_SinkBase):
-    type: Literal["apprise"]
-    urls: list[SecretStr]
-
-    @field_validator("urls")
-    @classmethod
-    def _some(cls, value: list[SecretStr]) -> list[SecretStr]:
-        if not value:
-            raise ValueError("name at least one Apprise URL")
-        return value
-
-
-SinkConfig = Annotated[
-    ConsoleSink | FileSink | SlackSink | EmailSink | WebhookSink | AppriseSink,
-    Field(discriminator="type"),
-]
 
 
 # --- the whole -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.app import build_app
 from monitor.daemon import Daemon, in_window
 from monitor.logs import configure_logging
 from monitor.settings import ActiveWindow, Settings, load_settings, secret_values
@@ -32,7 +33,7 @@ BASE = {"TMT/USD": ("0.28575", "0")}
 
 
 async def check(config: Path) -> list[str]:
-    results = await Daemon(load_settings(config)).run_once()
+    results = await Daemon(await build_app(load_settings(config))).run_once()
     return [r.outcome for r in results]
 
 
@@ -220,9 +221,13 @@ headers = {{ Authorization = "{secrets["header"]}" }}
             stream=log_stream,
             cache=False,
         )
-        assert [r.outcome for r in await Daemon(settings).run_once()] == ["observed"]
+        assert [r.outcome for r in await Daemon(await build_app(settings)).run_once()] == [
+            "observed"
+        ]
         server.set_page(page({"TMT/USD": ("0.28575", "-0.14")}))
-        assert [r.outcome for r in await Daemon(settings).run_once()] == ["observed"]
+        assert [r.outcome for r in await Daemon(await build_app(settings)).run_once()] == [
+            "observed"
+        ]
     text = log_stream.getvalue()
     records: list[dict[str, Any]] = [json.loads(line) for line in text.splitlines()]
     assert any(r["event"] == "delivery_retry" for r in records)  # the sinks really failed
@@ -240,7 +245,7 @@ def test_schedule_spreads_first_runs_and_keeps_the_mean_period(tmp_path: Path) -
     )
     text = config.read_text(encoding="utf-8").replace("jitter = 0", 'jitter = "10s"')
     config.write_text(text, encoding="utf-8")
-    daemon = Daemon(load_settings(config))
+    daemon = Daemon(asyncio.run(build_app(load_settings(config))))
     scheduler = AsyncIOScheduler(timezone=UTC)
     before = datetime.now(UTC)
     daemon.schedule(scheduler)

@@ -20,8 +20,7 @@ from pydantic import SecretStr
 
 from monitor.models import Event, EventKind, NewDelivery, Reading, TargetState, Validators
 from monitor.outbox import Deliverer, RetryPolicy
-from monitor.settings import SlackSink as SlackConfig
-from monitor.sinks.slack import SlackSink
+from monitor.sinks.slack import SlackConfig, SlackSink
 from monitor.store.sqlite import SqliteStore
 from tests.receivers import HttpReceiver, Reply
 

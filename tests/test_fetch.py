@@ -33,7 +33,6 @@ from monitor.fetch import (
     Fetcher,
     FetchPolicy,
     fetch_once,
-    parse_retry_after,
     safe_url,
 )
 from monitor.models import Validators
@@ -600,15 +599,10 @@ def test_safe_url_keeps_scheme_host_and_path_only() -> None:
     assert safe_url("") == "<invalid url>"
 
 
-def test_parse_retry_after() -> None:
-    now = datetime(2025, 5, 16, 10, 0, tzinfo=UTC)
-    assert parse_retry_after("120", now=now) == 120.0
-    assert parse_retry_after(" 0 ", now=now) == 0.0
-    assert parse_retry_after("Fri, 16 May 2025 10:00:30 GMT", now=now) == 30.0
-    assert parse_retry_after("Fri, 16 May 2025 09:00:00 GMT", now=now) == 0.0
-    assert parse_retry_after("soon", now=now) is None
-    assert parse_retry_after("-5", now=now) is None
-    assert parse_retry_after(None) is None
+def test_safe_url_drops_query_and_survives_garbage() -> None:
+    assert safe_url(httpx.URL("http://h/p?q=1")) == "http://h/p"
+    assert safe_url("http://[::1") == "<invalid url>"
+    assert safe_url("") == "<invalid url>"
 
 
 def test_policy_refuses_nonsense() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config_types import parse_duration
 from monitor.errors import ConfigError
-from monitor.settings import load_settings, parse_duration
+from monitor.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -213,3 +214,12 @@ def test_secrets_directory_like_docker_secrets(
     sink = load_settings(write(tmp_path, text)).sinks["team"]
     assert sink.type == "slack"
     assert sink.webhook_url.get_secret_value() == "https://hooks.example/T1/B2/env"
+
+
+def test_a_store_url_nothing_can_open_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    for url in ("postgresql://monitor:hunter2@127.0.0.1/monitor", "mysql://u:hunter2@h/x", "x"):
+        found = problems(tmp_path, f'[monitor]\ndatabase = "{url}"\n{MINIMAL}')
+        assert len(found) == 1
+        assert found[0].startswith("monitor.database: no store can open")
+        assert "sqlite://" in found[0]
+        assert "hunter2" not in found[0]

@@ -9,9 +9,8 @@ from pydantic import SecretStr
 
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Delivery
-from monitor.settings import AppriseSink as AppriseConfig
 from monitor.sinks import Sink
-from monitor.sinks.apprise import AppriseSink
+from monitor.sinks.apprise import AppriseConfig, AppriseSink
 from tests.receivers import HttpReceiver, Reply, delivery, refused_port
 
 

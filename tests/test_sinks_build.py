@@ -1,4 +1,5 @@
-"""Building sinks from settings, the test-sink sample, and the no-secret-anywhere guarantee."""
+"""Building sinks from settings through the registry, the test-sink sample, and the
+no-secret-anywhere guarantee."""
 
 from __future__ import annotations
 
@@ -8,22 +9,23 @@ import traceback
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 import structlog
 from pydantic import TypeAdapter
 
-from monitor.errors import SinkError
+from monitor.errors import ConfigError, SinkError
 from monitor.models import EventKind, dedup_key
-from monitor.settings import SinkConfig
-from monitor.sinks import Sink
+from monitor.redact import REDACTED
+from monitor.sinks import Sink, SinkDeps
 from monitor.sinks.apprise import AppriseSink
-from monitor.sinks.build import build_sinks, sample_delivery
 from monitor.sinks.console import ConsoleSink
 from monitor.sinks.email import EmailSink
 from monitor.sinks.file import FileSink
+from monitor.sinks.registry import SINK_TYPES, SinkConfig, build_sinks
+from monitor.sinks.sample import sample_delivery
 from monitor.sinks.slack import SlackSink
 from monitor.sinks.webhook import WebhookSink
 from tests.receivers import HttpReceiver, Reply, SmtpReceiver, refused_port
@@ -64,7 +66,7 @@ async def test_build_every_kind(tmp_path: Path) -> None:
     )
     out = io.StringIO()
     async with httpx.AsyncClient() as http:
-        sinks = build_sinks(configs, http=http, stdout=out)
+        sinks = await build_sinks(configs, SinkDeps(http=http, stdout=out))
         kinds = {name: type(sink) for name, sink in sinks.items()}
         assert kinds == {
             "tty": ConsoleSink,
@@ -165,7 +167,7 @@ async def test_no_secret_reaches_any_log_error_or_repr(caplog: pytest.LogCapture
             }
         )
         with structlog.testing.capture_logs() as events:
-            sinks = build_sinks(configs, http=http)
+            sinks = await build_sinks(configs, SinkDeps(http=http))
             for name in ("slack", "hook", "notify"):  # the order the scripted answers expect
                 seen.append(repr(sinks[name]))
                 with pytest.raises(SinkError) as info:
@@ -190,7 +192,7 @@ async def test_no_secret_reaches_any_log_error_or_repr(caplog: pytest.LogCapture
     seen += [caplog.text]
 
     # the filters really saw the libraries' URL-bearing records
-    assert any(r.name == "httpx" and "[redacted]" in r.getMessage() for r in caplog.records)
+    assert any(r.name == "httpx" and REDACTED in r.getMessage() for r in caplog.records)
     assert any(r.name.startswith("apprise") for r in caplog.records)
     assert len(web.requests) == 3
     haystack = "\n".join(seen)
@@ -213,7 +215,30 @@ async def test_logger_filters_are_removed_on_aclose() -> None:
         {"team": {"type": "slack", "webhook_url": "https://hooks.example/x/tok-9"}}
     )
     async with httpx.AsyncClient() as http:
-        sinks = build_sinks(configs, http=http)
+        sinks = await build_sinks(configs, SinkDeps(http=http))
         assert len(logging.getLogger("httpx").filters) == len(before) + 1
         await sinks["team"].aclose()
+    assert logging.getLogger("httpx").filters == before
+
+
+def test_the_registry_knows_each_sink_type_by_its_own_name() -> None:
+    for name, kind in SINK_TYPES.items():
+        assert kind.name == name
+        assert kind.config.model_fields["type"].annotation == Literal[name]
+    # the settings' tagged union is made of exactly the registered models
+    schema = CONFIG.json_schema()
+    assert set(schema["additionalProperties"]["discriminator"]["mapping"]) == set(SINK_TYPES)
+
+
+async def test_a_sink_that_cannot_be_built_closes_the_ones_built_before(tmp_path: Path) -> None:
+    before = list(logging.getLogger("httpx").filters)
+    configs = CONFIG.validate_python(
+        {
+            "team": {"type": "slack", "webhook_url": "https://hooks.example/x/tok-9"},
+            "notify": {"type": "apprise", "urls": ["nonsense-scheme://x"]},
+        }
+    )
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ConfigError, match=r"sinks\.notify"):
+            await build_sinks(configs, SinkDeps(http=http))
     assert logging.getLogger("httpx").filters == before

@@ -11,11 +11,9 @@ import pytest
 
 from monitor.errors import SinkError
 from monitor.models import EventKind
-from monitor.settings import ConsoleSink as ConsoleConfig
-from monitor.settings import FileSink as FileConfig
 from monitor.sinks import Sink
-from monitor.sinks.console import ConsoleSink
-from monitor.sinks.file import FileSink
+from monitor.sinks.console import ConsoleConfig, ConsoleSink
+from monitor.sinks.file import FileConfig, FileSink
 from tests.receivers import batch_of, delivery
 
 

@@ -14,9 +14,8 @@ from pydantic import SecretStr
 
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.settings import EmailSink as EmailConfig
 from monitor.sinks import Sink
-from monitor.sinks.email import EmailSink
+from monitor.sinks.email import EmailConfig, EmailSink
 from tests.receivers import SmtpReceiver, batch_of, delivery, refused_port
 
 ALICE, BOB = "alice@example.com", "bob@example.com"

@@ -11,9 +11,8 @@ from pydantic import SecretStr
 
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.settings import SlackSink as SlackConfig
 from monitor.sinks import Sink
-from monitor.sinks.slack import EVENTS_PER_MESSAGE, MAX_BLOCKS, SlackSink
+from monitor.sinks.slack import EVENTS_PER_MESSAGE, MAX_BLOCKS, SlackConfig, SlackSink
 from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
 
 TOKEN_PATH = "/services/T0SECRET/B0SECRET/slack-token-Zx9"

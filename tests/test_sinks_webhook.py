@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -11,10 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.errors import SinkError
-from monitor.settings import WebhookSink as WebhookConfig
 from monitor.sinks import Sink
-from monitor.sinks._http import parse_retry_after
-from monitor.sinks.webhook import WebhookSink
+from monitor.sinks.webhook import WebhookConfig, WebhookSink
 from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
 
 SECRET = "whsec-shared-Q7"
@@ -143,13 +140,3 @@ async def test_a_header_httpx_cannot_send_is_permanent(http: httpx.AsyncClient) 
             assert value not in str(info.value)
             await sink.aclose()
         assert rx.requests == []
-
-
-def test_retry_after_forms() -> None:
-    now = datetime(2025, 5, 16, 9, 30, tzinfo=UTC)
-    assert parse_retry_after("2", now) == 2.0
-    assert parse_retry_after("Fri, 16 May 2025 09:30:30 GMT", now) == 30.0
-    assert parse_retry_after("Fri, 16 May 2025 09:00:00 GMT", now) == 0.0  # in the past
-    assert parse_retry_after("99999999", now) == 3600.0  # capped
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(None, now) is None

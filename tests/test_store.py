@@ -171,7 +171,7 @@ def test_open_store_absolute_path_and_other_schemes(tmp_path: Path) -> None:
     s = open_store(f"sqlite:///{tmp_path}/abs.db")  # sqlite:////tmp/... (four slashes)
     assert isinstance(s, SqliteStore)
     assert Path(s.path) == tmp_path / "abs.db"
-    with pytest.raises(StoreError, match="PostgreSQL support is not available yet"):
+    with pytest.raises(StoreError, match="PostgreSQL store is not available"):
         open_store("postgresql://monitor:hunter2@127.0.0.1/monitor")
     with pytest.raises(StoreError) as info:
         open_store("mysql://monitor:hunter2@127.0.0.1/monitor")

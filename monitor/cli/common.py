@@ -10,7 +10,9 @@ import argparse
 from typing import TYPE_CHECKING, NoReturn
 
 from monitor.logs import configure_logging
-from monitor.settings import Settings, load_settings, secret_values
+
+if TYPE_CHECKING:
+    from monitor.settings import Settings
 
 EXIT_OK, EXIT_SINK, EXIT_USAGE, EXIT_NO_TICKER, EXIT_FETCH = 0, 1, 2, 3, 4
 
@@ -42,10 +44,15 @@ def add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
+    # imported here: the settings pull in every sink's model, which `check` does not need
+    from monitor.settings import load_settings  # noqa: PLC0415
+
     return load_settings(args.config)
 
 
 def configure_for(settings: Settings, *, level: str | None = None) -> None:
     """Logging as the configuration says (``level`` overrides), secrets redacted."""
+    from monitor.settings import secret_values  # noqa: PLC0415 -- as in settings_of
+
     m = settings.monitor
     configure_logging(level=level or m.log_level, fmt=m.log_format, secrets=secret_values(settings))

@@ -37,12 +37,12 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor.store.open import open_store  # noqa: PLC0415 -- start-up time
+    from monitor.app import store_for  # noqa: PLC0415 -- start-up time
 
     settings = settings_of(args)
     if args.limit < 1:
         fail(EXIT_USAGE, "--limit must be positive")
-    store = open_store(settings.monitor.database.get_secret_value())
+    store = store_for(settings)
 
     async def work() -> list[dict[str, Any]] | int:
         await store.open()

@@ -32,17 +32,23 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon  # noqa: PLC0415 -- `check` starts faster without the daemon's imports
+    # `check` starts faster without the daemon's imports
+    from monitor.app import build_app  # noqa: PLC0415
+    from monitor.daemon import Daemon  # noqa: PLC0415
 
     settings = settings_of(args)
     configure_for(settings)
     if not settings.targets:
         fail(EXIT_USAGE, "the configuration has no [[targets]]: nothing to watch")
-    daemon = Daemon(settings)
-    if args.once:
-        results = asyncio.run(daemon.run_once())
-        failed = [r for r in results if r.outcome in ("fetch_failed", "parse_failed")]
-        log.info("run_once_done", checks=len(results), failed=len(failed))
+
+    async def main() -> int:
+        daemon = Daemon(await build_app(settings))
+        if args.once:
+            results = await daemon.run_once()
+            failed = [r for r in results if r.outcome in ("fetch_failed", "parse_failed")]
+            log.info("run_once_done", checks=len(results), failed=len(failed))
+            return EXIT_OK
+        await daemon.run_forever()
         return EXIT_OK
-    asyncio.run(daemon.run_forever())
-    return EXIT_OK
+
+    return asyncio.run(main())

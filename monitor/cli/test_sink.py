@@ -6,8 +6,6 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-import httpx
-
 from monitor.cli.common import (
     EXIT_OK,
     EXIT_SINK,
@@ -33,7 +31,8 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor.sinks.build import build_sinks, sample_delivery  # noqa: PLC0415 -- start-up time
+    from monitor.app import open_sinks  # noqa: PLC0415 -- start-up time
+    from monitor.sinks.sample import sample_delivery  # noqa: PLC0415 -- start-up time
 
     settings = settings_of(args)
     # the outcome is the one line printed below; the sink's own warnings would only repeat it
@@ -43,13 +42,8 @@ def run(args: argparse.Namespace) -> int:
         fail(EXIT_USAGE, f"no sink named {args.name!r} (configured: {known})")
 
     async def send() -> None:
-        async with httpx.AsyncClient() as http:
-            sinks = build_sinks({args.name: settings.sinks[args.name]}, http=http)
-            sink = sinks[args.name]
-            try:
-                await sink.send([sample_delivery(args.name, datetime.now(UTC))])
-            finally:
-                await sink.aclose()
+        async with open_sinks(settings, [args.name]) as sinks:
+            await sinks[args.name].send([sample_delivery(args.name, datetime.now(UTC))])
 
     try:
         asyncio.run(send())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-import httpx
-
 from monitor.cli.common import EXIT_OK, Subparsers, add_config, settings_of
 
 
@@ -21,14 +19,13 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor.sinks.build import build_sinks  # noqa: PLC0415 -- start-up time
+    from monitor.app import open_sinks  # noqa: PLC0415 -- start-up time
 
     settings = settings_of(args)
 
     async def build() -> None:  # builds every sink (e.g. parses Apprise URLs), sends nothing
-        async with httpx.AsyncClient() as http:
-            for sink in build_sinks(settings.sinks, http=http).values():
-                await sink.aclose()
+        async with open_sinks(settings):
+            pass
 
     asyncio.run(build())
     print(

@@ -6,14 +6,25 @@ and the sink either returns (every delivery in the batch is accepted) or raises
 :class:`monitor.errors.SinkError` saying whether the failure is ``retryable``. A sink never raises
 any other exception type: it translates its library's errors at its own boundary, and it never puts
 a secret (webhook URL, password, token) into an error message.
+
+Each sink's module owns its ``[sinks.NAME]`` model (a :class:`SinkSettings`) and exports a
+:class:`SinkType` that says how to build the sink from it; ``monitor.sinks.registry`` lists them.
+Adding a sink is one new module and one line in the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TextIO, TypeVar, runtime_checkable
 
+import httpx
+
+from monitor.config_types import Duration, Strict
 from monitor.models import Delivery
+
+__all__ = ["Sink", "SinkDeps", "SinkSettings", "SinkType"]
 
 
 @runtime_checkable
@@ -32,5 +43,49 @@ class Sink(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections; called once at shutdown."""
+        """Release what the sink holds (connections, log filters); called once, at the end."""
         ...
+
+
+class SinkSettings(Strict):
+    """What every ``[sinks.NAME]`` table may set; each sink type extends it with a ``type``."""
+
+    #: override the message title / body (``string.Template`` syntax: ``$pair``, ``$new_rate`` ...)
+    title_template: str | None = None
+    body_template: str | None = None
+    #: one send may take at most this long
+    timeout: Duration = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class SinkDeps:
+    """What a sink factory may use besides its own settings; owned by the builder."""
+
+    #: the HTTP sinks' shared client (the builder closes it)
+    http: httpx.AsyncClient
+    #: the console sinks' stream (``None``: ``sys.stdout`` at write time)
+    stdout: TextIO | None = None
+    #: replaces the default, system-trusting TLS context of email sinks (tests)
+    smtp_tls_context: ssl.SSLContext | None = None
+
+
+C = TypeVar("C", bound=SinkSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkType(Generic[C]):
+    """One kind of sink: the ``type`` it answers to, its settings model, its factory.
+
+    The factory raises ``ConfigError`` (naming ``sinks.NAME``) for settings it cannot use.
+    """
+
+    #: the ``type = "..."`` value of its ``[sinks.NAME]`` tables
+    name: str
+    config: type[C]
+    build: Callable[[str, C, SinkDeps], Sink]
+
+    def create(self, name: str, config: Any, deps: SinkDeps) -> Sink:
+        """Build a sink from settings already validated as this type's model."""
+        if not isinstance(config, self.config):
+            raise TypeError(f"sink {name!r}: expected {self.config.__name__}")
+        return self.build(name, config, deps)

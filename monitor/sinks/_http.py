@@ -16,23 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import math
 import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
-from monitor.errors import SinkError
+from monitor.backoff import parse_retry_after
+from monitor.errors import SinkError, causes
 from monitor.render import sanitize
 
 #: at most this much of a response body is read (a webhook's answer is a word or a small JSON)
 BODY_CAP = 4096
-#: the longest wait a ``Retry-After`` can impose on one attempt
-RETRY_AFTER_MAX = 3600.0
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 
@@ -45,33 +41,10 @@ class Answer:
     body: str
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` if absent or garbled."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
-
-
 def failure_reason(exc: BaseException) -> str:
     """The OS or TLS reason at the root of a failure (``Connection refused``,
     ``TLS error (CERTIFICATE_VERIFY_FAILED)``), or ``""``; never a URL."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in causes(exc):
         if isinstance(cause, ssl.SSLError):
             return f"TLS error ({cause.reason or type(cause).__name__})"
         if isinstance(cause, OSError) and cause.errno is not None:
@@ -79,7 +52,6 @@ def failure_reason(exc: BaseException) -> str:
                 return os.strerror(cause.errno)
             except ValueError:
                 return errno.errorcode.get(cause.errno, str(cause.errno))
-        cause = cause.__cause__ or cause.__context__
     return ""
 
 

@@ -14,7 +14,7 @@ error's ``memo`` lists which URLs (by a short hash, never the URL) already took 
 retry notifies only the others.
 
 The URLs carry tokens: they are never logged nor put in an error or ``repr``; Apprise's and
-urllib3's own log records are filtered for them while the sink lives (see ``_redact``).
+urllib3's own log records are filtered for them while the sink lives (see ``monitor.redact``).
 """
 
 from __future__ import annotations
@@ -23,15 +23,31 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
+from pydantic import SecretStr, field_validator
 
 from monitor import render
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Delivery
-from monitor.settings import AppriseSink as AppriseConfig
-from monitor.sinks._redact import LoggerGuard
+from monitor.redact import LoggerGuard
+from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+
+
+class AppriseConfig(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "apprise"``."""
+
+    type: Literal["apprise"]
+    urls: list[SecretStr]
+
+    @field_validator("urls")
+    @classmethod
+    def _some(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if not value:
+            raise ValueError("name at least one Apprise URL")
+        return value
+
 
 log = structlog.get_logger("monitor.sinks.apprise")
 
@@ -164,3 +180,10 @@ class AppriseSink:
 
     async def aclose(self) -> None:
         self._guard.remove()
+
+
+def _build(name: str, config: AppriseConfig, deps: SinkDeps) -> Sink:
+    return AppriseSink(name, config)
+
+
+SINK_TYPE = SinkType("apprise", AppriseConfig, _build)

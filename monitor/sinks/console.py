@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Literal, TextIO
 
 from monitor import render
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.settings import ConsoleSink as ConsoleConfig
+from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+
+
+class ConsoleConfig(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "console"``."""
+
+    type: Literal["console"]
 
 
 class ConsoleSink:
@@ -56,3 +62,10 @@ class ConsoleSink:
 
     async def aclose(self) -> None:
         return None
+
+
+def _build(name: str, config: ConsoleConfig, deps: SinkDeps) -> Sink:
+    return ConsoleSink(name, config, stream=deps.stdout)
+
+
+SINK_TYPE = SinkType("console", ConsoleConfig, _build)

@@ -49,15 +49,60 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import format_datetime
+from typing import Annotated, Any, Literal
 
 import aiosmtplib
 import structlog
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from monitor import render
+from monitor.config_types import read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.settings import EmailSink as EmailConfig
+from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import failure_reason
+
+
+class EmailConfig(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "email"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    type: Literal["email"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: Literal["starttls", "implicit", "none"]
+    allow_insecure: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from")
+    to: list[str]
+    cc: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return read_secret_files(data, ("password",))
+
+    @model_validator(mode="after")
+    def _tls_policy(self) -> EmailConfig:
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        if self.tls == "none" and not (loopback or self.allow_insecure):
+            raise ValueError(
+                "tls = 'none' sends mail in clear text; allowed only to a loopback host "
+                "or with allow_insecure = true"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set but username is not")
+        if not self.to:
+            raise ValueError("to: name at least one recipient")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
+
 
 log = structlog.get_logger("monitor.sinks.email")
 
@@ -386,3 +431,10 @@ _STEPS: dict[type[Exception], str] = {
     aiosmtplib.SMTPHeloError: "EHLO",
     aiosmtplib.SMTPConnectResponseError: "the greeting",
 }
+
+
+def _build(name: str, config: EmailConfig, deps: SinkDeps) -> Sink:
+    return EmailSink(name, config, tls_context=deps.smtp_tls_context)
+
+
+SINK_TYPE = SinkType("email", EmailConfig, _build)

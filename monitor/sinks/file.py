@@ -28,12 +28,20 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from monitor import render
 from monitor.errors import SinkError
 from monitor.models import Delivery, Reading
-from monitor.settings import FileSink as FileConfig
+from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+
+
+class FileConfig(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "file"``."""
+
+    type: Literal["file"]
+    path: Path
+
 
 _LINE_SAFE = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 
@@ -143,3 +151,10 @@ class FileSink:
 
     async def aclose(self) -> None:
         return None
+
+
+def _build(name: str, config: FileConfig, deps: SinkDeps) -> Sink:
+    return FileSink(name, config)
+
+
+SINK_TYPE = SinkType("file", FileConfig, _build)

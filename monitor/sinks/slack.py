@@ -32,18 +32,43 @@ The webhook URL is the credential: it is never logged, never in an error, never 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
+from pydantic import SecretStr, field_validator, model_validator
 
 from monitor import render
+from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.settings import SlackSink as SlackConfig
+from monitor.redact import LoggerGuard
+from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import Answer, classify, post, snippet
-from monitor.sinks._redact import LoggerGuard
+
+
+class SlackConfig(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "slack"``."""
+
+    type: Literal["slack"]
+    webhook_url: SecretStr
+    #: client-side rate limit: at least this long between two posts to the webhook
+    min_interval: Duration = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return read_secret_files(data, ("webhook_url",))
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://", value.get_secret_value()):
+            raise ValueError("expected an http(s):// webhook URL (value not shown)")
+        return value
+
 
 log = structlog.get_logger("monitor.sinks.slack")
 
@@ -208,3 +233,10 @@ class SlackSink:
         self._guard.remove()
         if self._own_http:
             await self._http.aclose()
+
+
+def _build(name: str, config: SlackConfig, deps: SinkDeps) -> Sink:
+    return SlackSink(name, config, http=deps.http)
+
+
+SINK_TYPE = SinkType("slack", SlackConfig, _build)

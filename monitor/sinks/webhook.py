@@ -55,18 +55,45 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from monitor import render
+from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.settings import WebhookSink as WebhookConfig
+from monitor.redact import LoggerGuard
+from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import classify, post, snippet
-from monitor.sinks._redact import LoggerGuard
+
+
+class WebhookConfig(SinkSettings):
+    """``[sinks.NAME]`` with ``type = "webhook"``."""
+
+    type: Literal["webhook"]
+    url: SecretStr
+    #: shared secret for the ``X-Signature-256: sha256=<hex>`` HMAC header
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    min_interval: Duration = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return read_secret_files(data, ("url", "secret"))
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://", value.get_secret_value()):
+            raise ValueError("expected an http:// or https:// URL (value not shown)")
+        return value
+
 
 log = structlog.get_logger("monitor.sinks.webhook")
 
@@ -172,3 +199,10 @@ class WebhookSink:
         self._guard.remove()
         if self._own_http:
             await self._http.aclose()
+
+
+def _build(name: str, config: WebhookConfig, deps: SinkDeps) -> Sink:
+    return WebhookSink(name, config, http=deps.http)
+
+
+SINK_TYPE = SinkType("webhook", WebhookConfig, _build)

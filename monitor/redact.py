@@ -1,4 +1,10 @@
-"""Keep a sink's secrets out of third-party libraries' log records.
+"""Redaction: the one marker, and the helpers that put it where a secret would have been.
+
+:class:`Scrubber` replaces given strings (longest first) and patterns with :data:`REDACTED`; the
+structured-log processor (``monitor.logs.Redactor``), the fetcher's error messages and the sinks'
+log filter below all use it.
+
+Keeping a sink's secrets out of third-party libraries' log records:
 
 httpx logs every request's full URL at INFO (``HTTP Request: POST
 https://hooks.slack.com/services/T…/B…/<token> "HTTP/1.1 200 OK"``); Apprise and urllib3 log the
@@ -14,10 +20,12 @@ This is the sink's own belt; ``monitor.logs`` redacts structured logs a second t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-REDACTED = "[redacted]"
+#: what a secret reads as in logs, errors and messages
+REDACTED = "[REDACTED]"
 #: fragments shorter than this are not redacted on their own (they would mangle ordinary words)
 MIN_FRAGMENT = 6
 
@@ -44,6 +52,29 @@ def fragments(secret: str) -> set[str]:
     return {f for f in found if len(f) >= MIN_FRAGMENT or f == secret}
 
 
+class Scrubber:
+    """Replaces each of some strings (longest first, so a whole URL goes before its parts) and
+    each match of some patterns with :data:`REDACTED`."""
+
+    def __init__(self, strings: Iterable[str], patterns: Sequence[re.Pattern[str]] = ()) -> None:
+        self._strings = sorted({s for s in strings if s}, key=len, reverse=True)
+        self._patterns = tuple(patterns)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._strings:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        for pattern in self._patterns:
+            text = pattern.sub(REDACTED, text)
+        return text
+
+    def __len__(self) -> int:
+        return len(self._strings)
+
+    def __repr__(self) -> str:
+        return f"Scrubber({len(self._strings)} strings, {len(self._patterns)} patterns)"
+
+
 class SecretFilter(logging.Filter):
     """A logging filter that rewrites records containing any of some secrets."""
 
@@ -53,14 +84,10 @@ class SecretFilter(logging.Filter):
         for secret in secrets:
             if secret:
                 found |= fragments(secret)
-        # longest first, so that a whole URL is replaced before its parts
-        self._fragments = sorted(found, key=len, reverse=True)
+        self._scrub = Scrubber(found)
 
     def redact(self, text: str) -> str:
-        for fragment in self._fragments:
-            if fragment in text:
-                text = text.replace(fragment, REDACTED)
-        return text
+        return self._scrub(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -78,7 +105,7 @@ class SecretFilter(logging.Filter):
         return True
 
     def __repr__(self) -> str:
-        return f"SecretFilter({len(self._fragments)} fragments)"
+        return f"SecretFilter({len(self._scrub)} fragments)"
 
 
 class LoggerGuard:

@@ -1,0 +1,190 @@
+"""The builder: every part the daemon and the commands run, built from ``Settings`` in one place.
+
+:func:`build_app` is the composition root. It picks the store backend by the database URL's scheme
+(``monitor.store.open.BACKENDS``), builds each sink through its type's factory
+(``monitor.sinks.registry.SINK_TYPES``), and wires the fetcher, checker and deliverer together.
+It opens nothing: the daemon opens the store when it starts and :meth:`App.aclose` releases
+everything. Commands that need only a part use :func:`store_for` or :func:`open_sinks`, so they
+build it exactly as the daemon does.
+
+Nothing here is global: two apps in one process (as the tests do) share nothing, the Prometheus
+registry included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO
+
+import httpx
+
+from monitor.check import Checker, TargetPlan
+from monitor.detect import Policy, Threshold, thresholds_from_rules
+from monitor.fetch import Fetcher, FetchPolicy
+from monitor.metrics import Metrics
+from monitor.outbox import Deliverer, RetryPolicy
+from monitor.route import routes_from_settings
+from monitor.settings import Settings, TargetConfig
+from monitor.sinks import Sink, SinkDeps
+from monitor.sinks.registry import build_sinks
+from monitor.store import Store
+from monitor.store.open import open_store
+
+__all__ = ["App", "build_app", "open_sinks", "plan_target", "store_for", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def plan_target(target: TargetConfig, thresholds: tuple[Threshold, ...]) -> TargetPlan:
+    """A target's settings turned into what its checks need, computed once."""
+    headers = dict(target.headers)
+    if target.user_agent:  # else the fetcher sends the global one
+        headers["User-Agent"] = target.user_agent
+    return TargetPlan(
+        config=target,
+        grammar=target.grammar(),
+        fetch_policy=FetchPolicy(
+            timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
+        ),
+        detect_policy=Policy(
+            down_after=target.down_after,
+            down_after_seconds=target.down_after_time,
+            thresholds=thresholds,
+        ),
+        headers=headers,
+    )
+
+
+def plans_for(settings: Settings) -> tuple[TargetPlan, ...]:
+    """Every target's plan, with the thresholds of the configured rules."""
+    names = [settings.rule_name(i) for i in range(len(settings.rules))]
+    thresholds = thresholds_from_rules(settings.rules, names)
+    return tuple(plan_target(t, thresholds) for t in settings.targets)
+
+
+def store_for(settings: Settings) -> Store:
+    """The (not yet open) store the configuration names."""
+    return open_store(settings.monitor.database.get_secret_value())
+
+
+def instance_name() -> str:
+    """Who claims outbox rows: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """Everything one daemon runs. Built by :func:`build_app`; closed by :meth:`aclose`."""
+
+    settings: Settings
+    clock: Callable[[], datetime]
+    metrics: Metrics
+    store: Store
+    #: the HTTP sinks' shared client
+    http: httpx.AsyncClient
+    sinks: Mapping[str, Sink]
+    fetcher: Fetcher
+    deliverer: Deliverer
+    checker: Checker
+    plans: tuple[TargetPlan, ...]
+
+    async def aclose(self) -> None:
+        """Close the sinks, the HTTP clients and the store (each once; errors do not stop it)."""
+        for sink in self.sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.aclose()
+        await self.fetcher.aclose()
+        await self.http.aclose()
+        await self.store.aclose()
+
+
+def _sink_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False)
+
+
+async def build_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    rng: random.Random | None = None,
+    stdout: TextIO | None = None,
+    smtp_tls_context: ssl.SSLContext | None = None,
+) -> App:
+    """Build every part from ``settings``; raise ``ConfigError`` or ``StoreError`` when a part
+    cannot be built (what was built before it is released first)."""
+    store = store_for(settings)
+    http = _sink_client()
+    try:
+        sinks = await build_sinks(
+            settings.sinks, SinkDeps(http=http, stdout=stdout, smtp_tls_context=smtp_tls_context)
+        )
+    except BaseException:
+        await http.aclose()
+        raise
+    metrics = Metrics()
+    fetcher = Fetcher(
+        user_agent=settings.monitor.user_agent, max_per_host=settings.monitor.max_per_host
+    )
+    d = settings.delivery
+    deliverer = Deliverer(
+        store,
+        sinks,
+        policy=RetryPolicy(
+            max_age=d.max_age,
+            max_attempts=d.max_attempts,
+            backoff_initial=d.backoff_initial,
+            backoff_max=d.backoff_max,
+            lease=d.lease,
+            batch_size=d.batch_size,
+        ),
+        owner=instance_name(),
+        clock=clock,
+        rng=rng,
+        on_result=metrics.delivery,
+    )
+    names = [settings.rule_name(i) for i in range(len(settings.rules))]
+    checker = Checker(
+        store=store,
+        fetcher=fetcher,
+        routes=routes_from_settings(settings.rules, names),
+        on_committed=deliverer.wake,
+        clock=clock,
+        metrics=metrics,
+        max_concurrent=settings.monitor.max_concurrent_checks,
+    )
+    return App(
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        store=store,
+        http=http,
+        sinks=sinks,
+        fetcher=fetcher,
+        deliverer=deliverer,
+        checker=checker,
+        plans=plans_for(settings),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_sinks(
+    settings: Settings, names: Collection[str] | None = None
+) -> AsyncIterator[dict[str, Sink]]:
+    """The configured sinks (or only ``names``), built as the daemon builds them, closed after."""
+    configs = {n: c for n, c in settings.sinks.items() if names is None or n in names}
+    async with _sink_client() as http:
+        sinks = await build_sinks(configs, SinkDeps(http=http))
+        try:
+            yield sinks
+        finally:
+            for sink in sinks.values():
+                await sink.aclose()
