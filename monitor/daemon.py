@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import random
 import signal
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -25,32 +24,20 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.app import App
 from monitor.check import CheckResult, TargetPlan
+from monitor.config_types import ActiveWindow
 from monitor.errors import MonitorError, StoreError
-from monitor.settings import ActiveWindow
 from monitor.store import Store
 from monitor.web import Response, WebServer, json_response
 
 log = structlog.get_logger("monitor.daemon")
 
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: first runs after a start are spread over at most this many seconds (no thundering herd)
 STARTUP_SPREAD = 30.0
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
-    """Is ``now`` inside the target's active window (days and hours in its time zone)?"""
-    if window is None:
-        return True
-    local = now.astimezone(ZoneInfo(window.timezone))
-    if _DAY_NAMES[local.weekday()] not in window.days:
-        return False
-    start_s, end_s = window.hours.split("-")
-    start = time.fromisoformat(start_s)
-    end = time.max if end_s == "24:00" else time.fromisoformat(end_s)
-    clock = local.time().replace(tzinfo=None)
-    if start <= end:
-        return start <= clock < end
-    return clock >= start or clock < end  # a window across midnight, e.g. 22:00-06:00
+    """Is ``now`` inside the target's active window (always, without one)?"""
+    return window is None or window.contains(now)
 
 
 class Daemon:

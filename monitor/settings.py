@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -30,7 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor import __version__
-from monitor.config_types import Duration, Name, Pair, Strict, read_secret_files
+from monitor.config_types import ActiveWindow, Duration, Name, Pair, Strict, read_secret_files
 from monitor.errors import ConfigError
 from monitor.models import EventKind
 from monitor.parse import Grammar
@@ -91,34 +90,6 @@ class DeliverySection(Strict):
 
 
 # --- [[targets]] -----------------------------------------------------------------------------
-
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class ActiveWindow(Strict):
-    """When a target is checked: some days, between two times, in an IANA time zone."""
-
-    days: list[Day] = list(_DAYS)
-    hours: str = "00:00-24:00"
-    timezone: str = "UTC"
-
-    @field_validator("hours")
-    @classmethod
-    def _hours(cls, value: str) -> str:
-        m = re.match(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$", value)
-        if not m or int(m[1]) > 24 or int(m[3]) > 24 or int(m[2]) > 59 or int(m[4]) > 59:
-            raise ValueError("expected HH:MM-HH:MM, e.g. 09:00-18:00")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
 
 class TargetConfig(Strict):

@@ -22,9 +22,10 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.app import build_app
+from monitor.config_types import ActiveWindow
 from monitor.daemon import Daemon, in_window
 from monitor.logs import configure_logging
-from monitor.settings import ActiveWindow, Settings, load_settings, secret_values
+from monitor.settings import Settings, load_settings, secret_values
 from tests.daemon_harness import alerts, page, write_config
 from tests.pages import ticker_text
 from tests.servers import PageServer, Reply

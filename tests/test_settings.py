@@ -223,3 +223,30 @@ def test_a_store_url_nothing_can_open_is_refused_without_echoing_it(tmp_path: Pa
         assert found[0].startswith("monitor.database: no store can open")
         assert "sqlite://" in found[0]
         assert "hunter2" not in found[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("inf", "a duration can be at most 366d"),
+        ("1e18", "a duration can be at most 366d"),
+        ('"400d"', "a duration can be at most 366d"),
+        ("nan", "expected a duration such as 30, '30s', '5m' or '1h', not nan"),
+        ("-1", "a duration cannot be negative"),
+    ],
+)
+def test_durations_are_finite_and_bounded(tmp_path: Path, value: str, message: str) -> None:
+    for key in ("interval", "timeout"):
+        assert problems(tmp_path, MINIMAL + f"{key} = {value}\n") == [
+            f"targets[0].{key}: {message}"
+        ]
+    found = problems(tmp_path, f"[monitor]\nhistory_retention = {value}\n{MINIMAL}")
+    assert found == [f"monitor.history_retention: {message}"]
+
+
+@pytest.mark.parametrize("hours", ["00:00-24:30", "24:00-06:00", "9:00-18:00", "10:60-11:00"])
+def test_impossible_active_hours_are_refused_at_load(tmp_path: Path, hours: str) -> None:
+    found = problems(tmp_path, MINIMAL + f'active = {{ hours = "{hours}" }}\n')
+    assert found == [
+        "targets[0].active.hours: expected HH:MM-HH:MM between 00:00 and 24:00, e.g. 09:00-18:00"
+    ]
