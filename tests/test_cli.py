@@ -190,6 +190,23 @@ def test_validate_accepts_the_shipped_config() -> None:
     assert proc.stdout.startswith("configuration ok: 1 target(s)")
 
 
+def test_a_file_sink_that_can_never_be_written_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("", encoding="utf-8")
+    config = write_config(tmp_path, "http://127.0.0.1:9/", sinks=("audit",))
+    text = config.read_text(encoding="utf-8")
+    bad = blocker / "alerts.jsonl"
+    config.write_text(text.replace(str(tmp_path / "audit.jsonl"), str(bad)), encoding="utf-8")
+    expected = (
+        f"ticker-monitor: config error: sinks.audit.path: cannot write {bad}: "
+        f"{blocker} is not a directory"
+    )
+    assert one_line_error(cli("validate", "--config", str(config)), 2) == expected
+    assert (
+        one_line_error(cli("run", "--once", "--config", str(config), cwd=tmp_path), 2) == expected
+    )
+
+
 def test_test_sink_reports_success_and_failure(tmp_path: Path) -> None:
     with ThreadedPageServer("ok") as receiver:
         receiver.route("/fail", Reply(404, body=b"no_service"))

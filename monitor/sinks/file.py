@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from monitor import render
-from monitor.errors import SinkError
+from monitor.errors import ConfigError, SinkError
 from monitor.models import Delivery, Reading
 from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
 
@@ -153,7 +153,31 @@ class FileSink:
         return None
 
 
+def writable_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be appended to (as this process), or None when it can be.
+
+    The file need not exist yet: its nearest existing ancestor must then be a directory this
+    process may write into (the sink creates the missing ones).
+    """
+    if path.exists():
+        if not path.is_file():
+            return "it exists and is not a regular file"
+        return None if os.access(path, os.W_OK) else "the file is not writable"
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"the directory {ancestor} is not writable"
+    return None
+
+
 def _build(name: str, config: FileConfig, deps: SinkDeps) -> Sink:
+    # A path that can never be written is a configuration error now, not a day of retries.
+    problem = writable_problem(Path(config.path))
+    if problem is not None:
+        raise ConfigError([f"sinks.{name}.path: cannot write {config.path}: {problem}"])
     return FileSink(name, config)
 
 
