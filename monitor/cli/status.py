@@ -51,7 +51,8 @@ def _from_daemon(settings: Settings) -> dict[str, Any] | None:
     if base is None:
         return None
     try:
-        response = httpx.get(f"{base}/api/status", timeout=DAEMON_TIMEOUT)
+        # the endpoint is local: never through a proxy the environment names
+        response = httpx.get(f"{base}/api/status", timeout=DAEMON_TIMEOUT, trust_env=False)
         data = response.json()
     except (httpx.HTTPError, ValueError):
         return None
