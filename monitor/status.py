@@ -307,6 +307,7 @@ async def build_view(
     recent: list[OutboxRow] = []
     dead: list[OutboxRow] = []
     store_ok, store_error = board.store_ok, board.store_error
+    outbox = board.outbox
     try:
         async with asyncio.timeout(deadline):
             observations = await store.history(since=now - SPARK_WINDOW)
@@ -314,6 +315,7 @@ async def build_view(
                 history.setdefault(change.target, []).append(change)
             recent = await store.outbox_rows(limit=RECENT_ALERTS * 4)
             dead = await store.outbox_rows(status="dead", limit=DEAD_LETTERS)
+            outbox = await store.outbox_counts()
     except TimeoutError:
         store_ok, store_error = False, f"the store did not answer within {deadline:g}s"
     except StoreError as exc:
@@ -322,7 +324,7 @@ async def build_view(
     if not store_ok and "store" not in problems:
         problems = {"store": f"the store does not answer: {store_error}", **problems}
     counts: dict[str, int] = {}
-    for c in board.outbox:
+    for c in outbox:
         counts[c.status] = counts.get(c.status, 0) + c.count
     targets = []
     for name, t in board.targets.items():

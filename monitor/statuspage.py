@@ -42,7 +42,7 @@ main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
 header { display: flex; flex-wrap: wrap; align-items: baseline; gap: .5rem 1rem; }
 h1 { font-size: 1.3rem; margin: 0; }
 h2 { font-size: 1.1rem; margin: 0; display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
-h3 { font-size: 1rem; margin: 1.5rem 0 .5rem; }
+h3 { font-size: 1rem; margin: 0 0 .5rem; }
 .muted, .meta { color: var(--muted); font-size: .88rem; }
 .meta { margin: .3rem 0 .6rem; overflow-wrap: anywhere; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;

@@ -8,6 +8,8 @@ import asyncio
 import csv
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,7 +43,9 @@ def seed_history(db: Path, moves: list[tuple[timedelta, str, str]]) -> None:
             for offset, pair, rate in moves:
                 rates[pair] = rate
                 snapshot = Snapshot(
-                    tuple(Quote(p, p[:3], p[4:], Decimal(r), Decimal("0")) for p, r in rates.items())
+                    tuple(
+                        Quote(p, p[:3], p[4:], Decimal(r), Decimal("0")) for p, r in rates.items()
+                    )
                 )
                 await store.commit_check(
                     "timesca",
@@ -125,19 +129,29 @@ def test_history_survives_a_reader_that_stops_early(tmp_path: Path) -> None:
         tmp_path / "state.db",
         [(timedelta(seconds=i), "TMT/USD", f"0.{28000 + i}") for i in range(1200)],
     )
-    proc = subprocess.run(
-        f"{sys.executable} -m monitor history --config {config} --since 2025-05-01 "
-        "--format json | head -n 2",
-        shell=True,
+    env = {"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    args = ["history", "--config", str(config), "--since", "2025-05-01", "--format", "json"]
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "monitor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert writer.stdout is not None
+    assert writer.stderr is not None
+    head = subprocess.run(
+        [shutil.which("head") or "/usr/bin/head", "-n", "2"],
+        stdin=writer.stdout,
         capture_output=True,
-        text=True,
         timeout=60,
         check=False,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
-    assert len(proc.stdout.splitlines()) == 2
-    assert proc.stderr == ""  # no BrokenPipeError, no traceback
+    writer.stdout.close()  # the reader is gone: the writer's next write hits a closed pipe
+    errors = writer.stderr.read().decode()
+    assert writer.wait(timeout=60) == 0
+    assert len(head.stdout.splitlines()) == 2
+    assert errors == ""  # no BrokenPipeError, no traceback
 
 
 def test_alerts_list_every_status_and_retry_dead_letters(tmp_path: Path) -> None:
@@ -172,7 +186,10 @@ def test_alerts_list_every_status_and_retry_dead_letters(tmp_path: Path) -> None
         assert f"#{dead['dedup_id']}" in line
         assert "TMT/USD change % -0.14% → 0%" in line
         assert cli("alerts", "--config", str(config), "--since", "1d", cwd=tmp_path).stdout
-        assert cli("alerts", "--config", str(config), "--status", "silenced", cwd=tmp_path).stdout == ""
+        assert (
+            cli("alerts", "--config", str(config), "--status", "silenced", cwd=tmp_path).stdout
+            == ""
+        )
 
         not_dead = cli("alerts", "retry", sent["dedup_id"], "--config", str(config), cwd=tmp_path)
         assert not_dead.returncode == 1
@@ -184,8 +201,12 @@ def test_alerts_list_every_status_and_retry_dead_letters(tmp_path: Path) -> None
         )
         assert retried.returncode == 0, retried.stderr
         assert f"#{dead['dedup_id']} gone: re-queued" in retried.stdout
-        pending = cli("alerts", "--config", str(config), "--status", "pending", "--json", cwd=tmp_path)
-        assert [json.loads(x)["dedup_id"] for x in pending.stdout.splitlines()] == [dead["dedup_id"]]
+        pending = cli(
+            "alerts", "--config", str(config), "--status", "pending", "--json", cwd=tmp_path
+        )
+        assert [json.loads(x)["dedup_id"] for x in pending.stdout.splitlines()] == [
+            dead["dedup_id"]
+        ]
         assert run_once(config).returncode == 0  # dead again: the receiver still says 404
         again = cli("alerts", "retry", "--all-dead", "--config", str(config), cwd=tmp_path)
         assert "re-queued 1 dead letter(s)" in again.stdout
@@ -270,7 +291,9 @@ def test_config_schema_is_the_committed_one_and_checks_the_shipped_file() -> Non
     jsonschema.validate(secret_file, schema)  # x_file stands for a secret x
     jsonschema.validate({"targets": [{"name": "t", "url": "http://x/", "interval": 30}]}, schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"targets": [{"name": "t", "url": "http://x/", "interval": "soon"}]}, schema)
+        jsonschema.validate(
+            {"targets": [{"name": "t", "url": "http://x/", "interval": "soon"}]}, schema
+        )
 
 
 def test_status_without_a_daemon_reads_the_store(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -100,15 +99,17 @@ def test_readyz_follows_the_source_and_metrics_carry_the_ticker(tmp_path: Path) 
             # a change: the gauges follow, and the alert's delivery is timed
             server.set_page(page({"TMT/USD": ("0.28600", "-0.05")}))
             assert wait_for(
-                lambda: gauges(get(f"{base}/metrics")[1]).get(
-                    ("ticker_rate", "timesca", "TMT/USD")
-                )
-                == float(Decimal("0.28600")),
+                lambda: (
+                    gauges(get(f"{base}/metrics")[1]).get(("ticker_rate", "timesca", "TMT/USD"))
+                    == float(Decimal("0.28600"))
+                ),
                 timeout=10,
             )
             assert wait_for(
-                lambda: 'ticker_monitor_delivery_latency_seconds_count{sink="team"}'
-                in get(f"{base}/metrics")[1],
+                lambda: (
+                    'ticker_monitor_delivery_latency_seconds_count{sink="team"}'
+                    in get(f"{base}/metrics")[1]
+                ),
                 timeout=10,
             )
 

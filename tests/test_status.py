@@ -4,6 +4,7 @@ the terminal text, and the sparkline."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -194,8 +195,6 @@ async def test_any_status_the_outbox_holds_is_shown(store: SqliteStore, tmp_path
         observed_at=T0,
         deliveries=[NewDelivery(event("0.3", T0), "slack", "c1")],
     )
-    import sqlite3
-
     with sqlite3.connect(tmp_path / "state.db") as conn:
         conn.execute("PRAGMA ignore_check_constraints = ON")
         conn.execute("UPDATE outbox SET status = 'silenced'")
