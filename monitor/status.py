@@ -453,77 +453,6 @@ HEALTH_WORDS = {
 }
 
 
-def health_text(target: Mapping[str, Any]) -> str:
-    """``failing (1 of 3 failures before source_down)``, ``down``, ``ok`` ... from a JSON target."""
-    health = str(target["health"])
-    words = HEALTH_WORDS.get(health, health)
-    if health == FAILING:
-        words += f" ({target['failures']} of {target['down_after']} failures before source_down)"
-    if not target["active"]:
-        words += " · outside its active window"
-    return words
-
-
-def render_text(data: Mapping[str, Any], now: datetime) -> str:
-    """The picture for a terminal, from its JSON form (the daemon's ``/api/status`` or a local
-    one), so ``status`` prints the same whichever drew it."""
-    lines = []
-    source = "live from the daemon" if data["live"] else "from the store (daemon not reachable)"
-    ready = "ready" if data["ready"] else "NOT READY"
-    lines.append(f"ticker-monitor {data['version']} · {ready} · {source}")
-    for key, why in data["problems"].items():
-        lines.append(f"  ! {key}: {why}")
-    for t in data["targets"]:
-        lines.append("")
-        lines.append(f"{t['name']}  {health_text(t)}  {t['url']}")
-        last = _parse_time(t["last_check_at"])
-        nxt = _parse_time(t["next_run"])
-        ok = _parse_time(t["last_success_at"])
-        lines.append(
-            f"  last check {relative(last, now)} ({t['last_outcome'] or '-'}) · "
-            f"last success {relative(ok, now)} · next run "
-            + (relative(nxt, now) if nxt else "unknown")
-        )
-        if t["detail"]:
-            lines.append(f"  error: {t['detail']}")
-        rows = [("PAIR", "RATE", "CHANGE", "CHANGES (7d)")]
-        for p in t["pairs"]:
-            pct = "" if p["change_pct"] is None else f"{p['change_pct']}%"
-            rows.append((p["pair"], p["rate"], pct, str(len(p["history"]))))
-        if len(rows) > 1:
-            widths = [max(len(r[i]) for r in rows) for i in range(4)]
-            for r in rows:
-                lines.append(
-                    f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}"
-                    f"  {r[3]:>{widths[3]}}"
-                )
-        if t["page_date"]:
-            lines.append(f"  page date: {t['page_date']}")
-    counts = data["outbox"]
-    if counts:
-        lines.append("")
-        lines.append("outbox: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    for title, alerts in (("recent alerts", data["alerts"]), ("dead letters", data["dead"])):
-        if not alerts:
-            continue
-        lines.append("")
-        lines.append(f"{title}:")
-        for a in alerts:
-            at = _parse_time(a["at"])
-            lines.append(f"  {clock(at)}  {a['title']}")
-            for d in a["deliveries"]:
-                error = f" · {d['last_error']}" if d["last_error"] else ""
-                lines.append(
-                    f"      {d['sink']}: {d['status']} (#{d['short_id']}, "
-                    f"attempts {d['attempts']}){error}"
-                )
-    return "\n".join(lines)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 __all__ = [
     "Board",
     "LiveTarget",
@@ -531,6 +460,5 @@ __all__ = [
     "StatusView",
     "build_view",
     "readiness",
-    "render_text",
     "seed_board",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.charts import sparkline_svg, terminal_chart
+from monitor.cli.status import render_text
 from monitor.history import Change, changes
 from monitor.models import (
     Event,
@@ -25,7 +26,7 @@ from monitor.models import (
     Validators,
 )
 from monitor.settings import TargetConfig
-from monitor.status import Board, build_view, readiness, relative, render_text
+from monitor.status import Board, build_view, readiness, relative
 from monitor.statuspage import render
 from monitor.store import Observation
 from monitor.store.sqlite import SqliteStore

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -94,3 +94,15 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         return now - timedelta(seconds=parse_duration(text))
     except ValueError:
         fail(EXIT_USAGE, f"--since {text!r}: expected an age such as 7d, 6h, 30m or a date")
+
+
+def columns(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> list[str]:
+    """Rows as aligned text columns, two spaces apart; columns in ``right`` align right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]

@@ -20,6 +20,7 @@ from monitor.cli.common import (
     EXIT_USAGE,
     Subparsers,
     add_config,
+    columns,
     fail,
     parse_since,
     with_store,
@@ -80,12 +81,8 @@ def _print(rows: Sequence[Change], fmt: str) -> None:
             pct = "" if row.change_pct is None else f"{dec_str(row.change_pct)}%"
             at = row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
             table.append((at, row.target, row.pair, dec_str(row.rate), pct))
-        widths = [max(len(r[i]) for r in table) for i in range(5)]
-        for r in table:
-            print(
-                f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  "
-                f"{r[3]:>{widths[3]}}  {r[4]:>{widths[4]}}".rstrip()
-            )
+        for line in columns(table, right={3, 4}):
+            print(line)
 
 
 def run(args: argparse.Namespace) -> int:

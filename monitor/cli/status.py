@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.cli.common import EXIT_OK, Subparsers, add_config, settings_of, with_store
+from monitor.cli.common import EXIT_OK, Subparsers, add_config, columns, settings_of, with_store
 from monitor.settings import Settings
 from monitor.store import Store
 
@@ -79,9 +80,77 @@ def _from_store(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return with_store(args, work)
 
 
-def run(args: argparse.Namespace) -> int:
-    from monitor.status import render_text  # noqa: PLC0415 -- start-up time
+def health_text(target: Mapping[str, Any]) -> str:
+    """``failing (1 of 3 failures before source_down)``, ``down``, ``ok`` ... from a JSON target."""
+    from monitor.status import FAILING, HEALTH_WORDS  # noqa: PLC0415 -- start-up time
 
+    health = str(target["health"])
+    words = HEALTH_WORDS.get(health, health)
+    if health == FAILING:
+        words += f" ({target['failures']} of {target['down_after']} failures before source_down)"
+    if not target["active"]:
+        words += " · outside its active window"
+    return words
+
+
+def render_text(data: Mapping[str, Any], now: datetime) -> str:
+    """The picture for a terminal, from its JSON form (the daemon's ``/api/status`` or a local
+    one), so ``status`` prints the same whichever drew it."""
+    from monitor.status import clock, relative  # noqa: PLC0415 -- start-up time
+
+    lines = []
+    source = "live from the daemon" if data["live"] else "from the store (daemon not reachable)"
+    ready = "ready" if data["ready"] else "NOT READY"
+    lines.append(f"ticker-monitor {data['version']} · {ready} · {source}")
+    for key, why in data["problems"].items():
+        lines.append(f"  ! {key}: {why}")
+    for t in data["targets"]:
+        lines.append("")
+        lines.append(f"{t['name']}  {health_text(t)}  {t['url']}")
+        last = _parse_time(t["last_check_at"])
+        nxt = _parse_time(t["next_run"])
+        ok = _parse_time(t["last_success_at"])
+        lines.append(
+            f"  last check {relative(last, now)} ({t['last_outcome'] or '-'}) · "
+            f"last success {relative(ok, now)} · next run "
+            + (relative(nxt, now) if nxt else "unknown")
+        )
+        if t["detail"]:
+            lines.append(f"  error: {t['detail']}")
+        rows = [("PAIR", "RATE", "CHANGE", "CHANGES (7d)")]
+        for p in t["pairs"]:
+            pct = "" if p["change_pct"] is None else f"{p['change_pct']}%"
+            rows.append((p["pair"], p["rate"], pct, str(len(p["history"]))))
+        if len(rows) > 1:
+            lines.extend(f"  {line}" for line in columns(rows, right={1, 2, 3}))
+        if t["page_date"]:
+            lines.append(f"  page date: {t['page_date']}")
+    counts = data["outbox"]
+    if counts:
+        lines.append("")
+        lines.append("outbox: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for title, alerts in (("recent alerts", data["alerts"]), ("dead letters", data["dead"])):
+        if not alerts:
+            continue
+        lines.append("")
+        lines.append(f"{title}:")
+        for a in alerts:
+            at = _parse_time(a["at"])
+            lines.append(f"  {clock(at)}  {a['title']}")
+            for d in a["deliveries"]:
+                error = f" · {d['last_error']}" if d["last_error"] else ""
+                lines.append(
+                    f"      {d['sink']}: {d['status']} (#{d['short_id']}, "
+                    f"attempts {d['attempts']}){error}"
+                )
+    return "\n".join(lines)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     data = _from_daemon(settings) or _from_store(args, settings)
     if args.json:
@@ -91,4 +160,4 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-__all__ = ["register"]
+__all__ = ["register", "render_text"]
