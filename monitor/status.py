@@ -74,6 +74,8 @@ class LiveTarget:
             return LAYOUT_BROKEN
         if self.last_outcome in ("fetch_failed", "error"):
             return FAILING
+        if self.last_outcome is None and self.state.consecutive_failures:  # as stored
+            return FAILING
         if self.last_outcome is None and self.state.snapshot is None:
             return UNKNOWN
         return OK

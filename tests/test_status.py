@@ -90,6 +90,9 @@ def test_health_of_a_failing_target_before_it_is_down() -> None:
     failing = TargetState(consecutive_failures=1, last_success_at=T0)
     board.checked("timesca", at=T0, outcome="fetch_failed", error="timeout", state=failing)
     assert board.targets["timesca"].health == "failing"
+    stored = Board([target()], started_at=T0)  # `status` without a daemon: the stored state only
+    stored.seed("timesca", failing)
+    assert stored.targets["timesca"].health == "failing"
 
 
 def test_changes_keep_each_pairs_moves_in_time_order() -> None:

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             png_chart(_series(rows), args.png, end=now, title=title)
         except OSError as exc:
             fail(EXIT_USAGE, f"cannot write {args.png}: {exc.strerror or exc}")
-        print(f"wrote {args.png} ({len(rows)} changes)", file=sys.stderr)
+        print(f"wrote {args.png} ({len(rows)} values)", file=sys.stderr)
     if args.chart:
         from monitor.charts import terminal_chart  # noqa: PLC0415 -- start-up time
 

@@ -111,7 +111,8 @@ def render_text(data: Mapping[str, Any], now: datetime) -> str:
         nxt = _parse_time(t["next_run"])
         ok = _parse_time(t["last_success_at"])
         lines.append(
-            f"  last check {relative(last, now)} ({t['last_outcome'] or '-'}) · "
+            f"  last check {relative(last, now) if last or data['live'] else 'unknown'}"
+            f" ({t['last_outcome'] or '-'}) · "
             f"last success {relative(ok, now)} · next run "
             + (relative(nxt, now) if nxt else "unknown")
         )
