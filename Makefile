@@ -5,11 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/monitor.toml
 
-.PHONY: run test lint typecheck unit bench soak clean help
+.PHONY: run demo test lint typecheck unit bench soak docker-test schema clean help
 
 help:
+	@echo "make demo   - set up .venv and watch a simulated ticker (offline, no configuration)"
 	@echo "make run    - set up .venv and run the daemon on $(CONFIG)"
 	@echo "make test   - set up .venv, then ruff, mypy and pytest"
+	@echo "make docker-test - lint the Dockerfile, build the image with podman, run it (as root)"
+	@echo "make schema - regenerate config/monitor.schema.json from the settings models"
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make soak   - the memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for a longer one)"
 
@@ -22,6 +25,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: $(STAMP)
 	$(BIN)/ticker-monitor run --config $(CONFIG)
+
+demo: $(STAMP)
+	$(BIN)/ticker-monitor demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor tests bench
@@ -42,5 +48,11 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
 
+docker-test: $(STAMP)
+	bash .ci/docker-test
+
+schema: $(STAMP)
+	$(BIN)/ticker-monitor config schema > config/monitor.schema.json
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

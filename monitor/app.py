@@ -150,6 +150,7 @@ async def build_app(
         clock=clock,
         rng=rng,
         on_result=metrics.delivery,
+        on_delivered=metrics.delivered,
     )
     names = [settings.rule_name(i) for i in range(len(settings.rules))]
     checker = Checker(

@@ -39,13 +39,16 @@ STATE_REFRESH = 300.0
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """What one check did: its outcome (``observed``, ``not_modified``, ``fetch_failed``,
-    ``parse_failed``), how many events it detected and how many outbox rows it wrote."""
+    ``parse_failed``), how many events it detected and how many outbox rows it wrote; the
+    target's state after it and the failure's reason (for the status page)."""
 
     target: str
     check_id: str
     outcome: str
     events: int
     deliveries: int
+    state: TargetState | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +115,23 @@ class Checker:
         self._metrics = metrics
         self._slots = asyncio.Semaphore(max_concurrent)
 
-    async def check(self, plan: TargetPlan) -> CheckResult:
+    async def check(self, plan: TargetPlan, *, next_check: datetime | None = None) -> CheckResult:
+        """Check ``plan``'s target once; ``next_check`` (when the scheduler runs it again) goes
+        into a failure's log line, so a person waiting knows when the next try is."""
         check_id = uuid.uuid4().hex[:12]
         bind_check(plan.name, check_id)
         started = time.perf_counter()
         try:
             async with self._slots:
-                result = await self._check(plan, check_id)
+                result = await self._check(plan, check_id, next_check)
         finally:
             unbind_check()
         self._metrics.check_done(plan.name, result.outcome, time.perf_counter() - started)
         return result
 
-    async def _check(self, plan: TargetPlan, check_id: str) -> CheckResult:
+    async def _check(
+        self, plan: TargetPlan, check_id: str, next_check: datetime | None
+    ) -> CheckResult:
         state, validators = await self._store.load_target(plan.name)
         stored = state
         now = self._clock()
@@ -143,6 +150,7 @@ class Checker:
         new_validators = Validators()
         outcome: Outcome
         label: str
+        error = ""
         try:
             # Validators are only worth sending while we hold the snapshot they describe.
             fetched = await self._fetch(plan, validators if state.snapshot else None)
@@ -153,13 +161,11 @@ class Checker:
                 outcome, label = Observed(observed), "observed"
             new_validators = fetched.validators
         except FetchError as exc:
-            outcome, label = FetchFailed(str(exc)), "fetch_failed"
+            outcome, label, error = FetchFailed(str(exc)), "fetch_failed", str(exc)
             new_validators = validators
-            log.warning("fetch_failed", url=safe_url(url), error=str(exc))
         except ParseError as exc:
             # Keep no validators: a 304 must never confirm a page we could not read.
-            outcome, label = ParseFailed(str(exc)), "parse_failed"
-            log.warning("parse_failed", url=safe_url(url), error=str(exc))
+            outcome, label, error = ParseFailed(str(exc)), "parse_failed", str(exc)
 
         new_state, events = detect_step(
             state,
@@ -177,6 +183,8 @@ class Checker:
             last_routed=new_state.last_routed,
         )
         new_state = replace(new_state, last_routed=last_routed)
+        if error:
+            self._log_failure(plan, label, error, new_state, next_check)
         # History keeps what changed, not every identical check.
         if observed is not None and observed == state.snapshot:
             observed = None
@@ -188,7 +196,7 @@ class Checker:
             and self._nothing_new(stored, new_state, now, plan.state_refresh)
         ):
             log.info("check_done", outcome=label, changed=False, events=0, deliveries=0)
-            return CheckResult(plan.name, check_id, label, 0, 0)
+            return CheckResult(plan.name, check_id, label, 0, 0, new_state, error)
         inserted = await self._store.commit_check(
             plan.name,
             state=new_state,
@@ -209,7 +217,24 @@ class Checker:
             events=len(events),
             deliveries=inserted,
         )
-        return CheckResult(plan.name, check_id, label, len(events), inserted)
+        return CheckResult(plan.name, check_id, label, len(events), inserted, new_state, error)
+
+    @staticmethod
+    def _log_failure(
+        plan: TargetPlan, label: str, error: str, state: TargetState, next_check: datetime | None
+    ) -> None:
+        """``fetch_failed``/``parse_failed`` with what a person waiting wants to know: when the
+        next check is and, for a fetch, how many more failures make it ``source_down``."""
+        extra: dict[str, object] = {}
+        if next_check is not None:
+            extra["next_check"] = next_check.isoformat(timespec="seconds")
+        if label == "fetch_failed":
+            down_after = plan.detect_policy.down_after
+            extra["failures"] = state.consecutive_failures
+            extra["failures_until_down"] = (
+                0 if state.down else max(down_after - state.consecutive_failures, 0)
+            )
+        log.warning(label, url=safe_url(plan.config.url), error=error, **extra)
 
     @staticmethod
     def _nothing_new(stored: TargetState, new: TargetState, now: datetime, refresh: float) -> bool:

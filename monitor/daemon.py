@@ -18,7 +18,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -26,13 +33,18 @@ from monitor.app import App
 from monitor.check import CheckResult, TargetPlan
 from monitor.config_types import ActiveWindow
 from monitor.errors import MonitorError, StoreError
+from monitor.status import Board, StatusService, seed_board
 from monitor.store import Store
-from monitor.web import Response, WebServer, json_response
+from monitor.web import WebServer, operator_app
 
 log = structlog.get_logger("monitor.daemon")
 
 #: first runs after a start are spread over at most this many seconds (no thundering herd)
 STARTUP_SPREAD = 30.0
+#: how often the daemon asks the store whether it answers (for /readyz, the outbox gauges)
+STORE_PROBE_EVERY = 15.0
+#: a probe that takes longer than this counts as the store not answering
+STORE_PROBE_DEADLINE = 5.0
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
@@ -60,11 +72,20 @@ class Daemon:
         self._inflight: set[asyncio.Task[Any]] = set()
         self.web: WebServer | None = None
         self._started_at = self._clock()
+        #: what the status page, /readyz and `status` show; updated as checks run
+        self.board = Board(self.settings.targets, started_at=self._started_at)
+        self._scheduler: AsyncIOScheduler | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def _open(self) -> None:
         await self.store.open()
+        try:
+            await seed_board(self.board, self.store)
+        except StoreError as exc:  # the page starts empty; the checks fill it
+            log.warning("status_seed_failed", error=str(exc))
+        for name, live in self.board.targets.items():
+            self.metrics.quotes(name, live.state.snapshot)
         orphaned = sorted(set(await self.store.sinks_with_pending()) - set(self.sinks))
         if orphaned:
             log.warning("outbox_rows_for_unknown_sinks", sinks=orphaned)
@@ -102,13 +123,30 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-        self.schedule(scheduler)
         listen = self.settings.monitor.listen
         if listen:
-            self.web = WebServer(listen, {"/healthz": self._healthz, "/metrics": self._metrics})
-            await self.web.start()
+            self.web = WebServer(operator_app(self.status_service()), listen)
+            try:
+                await self.web.start()
+            except BaseException:
+                self.web = None
+                await self._close()
+                raise
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(
+            self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_SUBMITTED
+        )
+        self._scheduler = scheduler
+        self.schedule(scheduler)
+        scheduler.add_job(
+            self._probe_store,
+            IntervalTrigger(seconds=STORE_PROBE_EVERY),
+            id="store-probe",
+            next_run_time=self._clock(),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=int(STORE_PROBE_EVERY),
+        )
         scheduler.add_job(
             self._housekeeping,
             IntervalTrigger(seconds=60),
@@ -179,11 +217,18 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=max(1, int(interval / 2)),
             )
+            self.board.scheduled(plan.name, first)
             log.info("target_scheduled", target=plan.name, interval=interval, first_run=first)
+
+    def _next_run(self, plan: TargetPlan) -> datetime | None:
+        job = self._scheduler.get_job(f"target:{plan.name}") if self._scheduler else None
+        return None if job is None else job.next_run_time
 
     async def _job(self, plan: TargetPlan) -> CheckResult | None:
         if self._stop.is_set():
             return None
+        next_run = self._next_run(plan)
+        self.board.scheduled(plan.name, next_run)
         if not in_window(plan.config.active, self._clock()):
             log.debug("check_skipped_inactive", target=plan.name)
             return None
@@ -191,20 +236,47 @@ class Daemon:
         assert task is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
         self._inflight.add(task)
         try:
-            return await self.checker.check(plan)
-        except Exception:  # a job never takes the daemon down; the error is logged and counted
+            result = await self.checker.check(plan, next_check=next_run)
+        except (
+            Exception
+        ) as exc:  # a job never takes the daemon down; the error is logged and counted
             log.exception("check_crashed", target=plan.name)
             self.metrics.job_problem(plan.name, "error")
+            # a store error's text is safe to show; anything else is a bug: its type only
+            shown = (
+                str(exc)
+                if isinstance(exc, StoreError)
+                else f"internal error ({type(exc).__name__})"
+            )
+            if isinstance(exc, StoreError):
+                self.board.store_failed(shown)
+            self.board.checked(
+                plan.name, at=self._clock(), outcome="error", error=shown, state=None
+            )
             return None
         finally:
             self._inflight.discard(task)
+        self.board.checked(
+            plan.name,
+            at=self._clock(),
+            outcome=result.outcome,
+            error=result.error,
+            state=result.state,
+        )
+        self.metrics.quotes(plan.name, result.state.snapshot if result.state else None)
+        return result
 
-    def _on_job_event(self, event: JobExecutionEvent) -> None:
+    def _on_job_event(self, event: JobEvent) -> None:
         target = str(event.job_id).removeprefix("target:")
+        if event.code == EVENT_JOB_SUBMITTED:
+            if isinstance(event, JobSubmissionEvent) and str(event.job_id).startswith("target:"):
+                planned = max(event.scheduled_run_times)
+                self.metrics.late(target, (self._clock() - planned).total_seconds())
+            return
         if event.code == EVENT_JOB_MISSED:
             log.warning("check_missed", target=target, scheduled=str(event.scheduled_run_time))
             self.metrics.job_problem(target, "missed")
-        else:
+        elif isinstance(event, JobExecutionEvent):
             log.error("job_failed", target=target, error=str(event.exception))
             self.metrics.job_problem(target, "error")
 
@@ -214,33 +286,35 @@ class Daemon:
             removed = await self.store.expire_history(self._clock() - retention)
             if removed:
                 log.info("history_expired", rows=removed)
-            self.metrics.set_outbox(await self.store.outbox_counts())
         except Exception:
             log.exception("housekeeping_failed")
 
+    async def _probe_store(self) -> None:
+        """Does the store answer? The flag /readyz reads, and the outbox gauges."""
+        try:
+            async with asyncio.timeout(STORE_PROBE_DEADLINE):
+                counts = await self.store.outbox_counts()
+        except TimeoutError:
+            self.board.store_failed(f"no answer within {STORE_PROBE_DEADLINE:g}s")
+        except StoreError as exc:
+            self.board.store_failed(str(exc))
+        else:
+            self.board.store_answered(counts)
+            self.metrics.set_outbox(counts)
+            return
+        log.warning("store_not_answering", error=self.board.store_error)
+
     # --- endpoint ----------------------------------------------------------------------------
 
-    async def _healthz(self) -> Response:
-        try:
-            counts = await self.store.outbox_counts()
-        except StoreError as exc:  # the health check reports, it does not crash
-            return json_response(503, {"status": "store_unavailable", "error": type(exc).__name__})
-        pending = sum(c.count for c in counts if c.status == "pending")
-        dead = sum(c.count for c in counts if c.status == "dead")
-        return json_response(
-            200,
-            {
-                "status": "ok",
-                "targets": len(self.plans),
-                "outbox_pending": pending,
-                "outbox_dead": dead,
-                "uptime_seconds": round((self._clock() - self._started_at).total_seconds()),
-            },
+    def status_service(self) -> StatusService:
+        """What the operator endpoint serves: from the board (memory), the store for the page."""
+        return StatusService(
+            self.board,
+            self.store,
+            clock=self._clock,
+            active=lambda target, now: in_window(target.active, now),
+            metrics=self.metrics.render,
         )
-
-    async def _metrics(self) -> Response:
-        self.metrics.set_outbox(await self.store.outbox_counts())
-        return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
 
 
 __all__ = ["Daemon", "in_window"]

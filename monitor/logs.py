@@ -73,6 +73,14 @@ def _json_default(value: object) -> str:
     return repr(value)
 
 
+def _plain_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """For the console: times as ISO 8601 and decimals exactly, not their ``repr``."""
+    for key, value in event_dict.items():
+        if isinstance(value, datetime | date | Decimal):
+            event_dict[key] = _json_default(value)
+    return event_dict
+
+
 def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     event_dict.pop("color_message", None)
     return event_dict
@@ -110,7 +118,9 @@ def configure_logging(
         )
     else:
         renderer = structlog.processors.JSONRenderer(default=_json_default)
-    exc: list[Processor] = [] if use_console else [structlog.processors.format_exc_info]
+    exc: list[Processor] = (
+        [_plain_values] if use_console else [structlog.processors.format_exc_info]
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
@@ -137,6 +147,7 @@ def configure_logging(
         "asyncio",
         "apprise",
         "urllib3",
+        "uvicorn",
     ):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(

@@ -1,16 +1,23 @@
 """Prometheus metrics, in a registry owned by one daemon (never the process-global one).
 
-Labels are target names, sink names, event kinds and outcomes from configuration or code — never URLs,
-never anything secret, and never page text (bounded cardinality).
+Labels are target names, sink names, event kinds and outcomes from configuration or code, and the
+pairs a target's page shows (``TMT/USD``, bounded by the page) — never URLs, never anything secret,
+and never other page text (bounded cardinality).
+
+``ticker_rate`` and ``ticker_change_pct`` carry the ticker itself, so it can be graphed. Prometheus
+samples are float64: this is the one place a page's decimal becomes a float, and only for the
+exposition (every rate a page prints, up to 15 significant digits, reads back as the same number).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from monitor import __version__
+from monitor.models import Snapshot
 from monitor.store import OutboxCounts
 
 
@@ -56,6 +63,30 @@ class Metrics:
             ["sink", "status"],
             registry=r,
         )
+        self.rate = Gauge(
+            "ticker_rate", "The latest rate a target's page shows.", ["target", "pair"], registry=r
+        )
+        self.change_pct = Gauge(
+            "ticker_change_pct",
+            "The latest change percentage a target's page shows next to the rate.",
+            ["target", "pair"],
+            registry=r,
+        )
+        self._pairs: dict[str, set[str]] = {}
+        self.lateness = Histogram(
+            "ticker_monitor_scheduler_lateness_seconds",
+            "How long after its planned time a scheduled check started.",
+            ["target"],
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "ticker_monitor_delivery_latency_seconds",
+            "From an alert's detection to its delivery, by sink.",
+            ["sink"],
+            buckets=(0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 21600, 86400),
+            registry=r,
+        )
         self.job_problems = Counter(
             "ticker_monitor_scheduler_problems",
             "Scheduler jobs that raised or missed their run time.",
@@ -74,6 +105,28 @@ class Metrics:
 
     def delivery(self, sink: str, outcome: str, count: int) -> None:
         self.deliveries.labels(sink, outcome).inc(count)
+
+    def quotes(self, target: str, snapshot: Snapshot | None) -> None:
+        """The gauges of ``target`` show ``snapshot`` (pairs no longer on the page disappear)."""
+        current = {q.pair: q for q in snapshot.quotes} if snapshot else {}
+        for gone in self._pairs.get(target, set()) - set(current):
+            self.rate.remove(target, gone)
+            with contextlib.suppress(KeyError):
+                self.change_pct.remove(target, gone)
+        for pair, q in current.items():
+            self.rate.labels(target, pair).set(float(q.rate))
+            if q.change_pct is None:
+                with contextlib.suppress(KeyError):
+                    self.change_pct.remove(target, pair)
+            else:
+                self.change_pct.labels(target, pair).set(float(q.change_pct))
+        self._pairs[target] = set(current)
+
+    def late(self, target: str, seconds: float) -> None:
+        self.lateness.labels(target).observe(max(seconds, 0.0))
+
+    def delivered(self, sink: str, seconds: float) -> None:
+        self.delivery_latency.labels(sink).observe(max(seconds, 0.0))
 
     def job_problem(self, target: str, problem: str) -> None:
         self.job_problems.labels(target, problem).inc()

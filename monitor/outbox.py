@@ -62,6 +62,8 @@ _MAX_ERROR = 500
 
 #: ``on_result(sink, outcome, count)`` with outcome ``sent``, ``retry`` or ``dead``.
 ResultHook = Callable[[str, str, int], None]
+#: ``on_delivered(sink, seconds)`` per row sent: the time from the event's detection to its delivery
+LatencyHook = Callable[[str, float], None]
 
 
 def _utc_now() -> datetime:
@@ -154,6 +156,7 @@ class Deliverer:
         clock: Callable[[], datetime] = _utc_now,
         rng: random.Random | None = None,
         on_result: ResultHook | None = None,
+        on_delivered: LatencyHook | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         idle_poll: float = DEFAULT_IDLE_POLL,
     ) -> None:
@@ -164,6 +167,7 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not a secret
         self._on_result = on_result
+        self._on_delivered = on_delivered
         self._send_timeout = send_timeout
         self._idle_poll = idle_poll
         self._stopping = False
@@ -387,6 +391,9 @@ class Deliverer:
         ids = [row.id for row in batch]
         if outcome == "sent":
             await self._store.mark_sent(ids, now=now)
+            if self._on_delivered is not None:
+                for row in batch:
+                    self._on_delivered(lane.name, (now - row.event.observed_at).total_seconds())
         elif outcome == "retry":
             assert next_attempt_at is not None  # noqa: S101 -- internal call contract
             await self._store.mark_retry(

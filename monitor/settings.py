@@ -9,6 +9,7 @@ contents are the secret (the Docker and systemd credentials convention).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -26,7 +27,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from monitor import __version__
 from monitor.config_types import ActiveWindow, Duration, Name, Pair, Strict, read_secret_files
@@ -351,14 +359,96 @@ def read_secrets_dir(directory: Path) -> dict[str, Any]:
     return found
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+#: top-level sections that are lists of tables: the environment addresses their entries by index
+_LIST_SECTIONS = ("targets", "rules")
+#: keys whose values are file-system paths (resolved against the configuration file's directory)
+_PATH_KEY = re.compile(r"^(path|.+_(file|path|dir))$")
+_SQLITE = "sqlite:///"
+
+
+def _merge(
+    base: dict[str, Any], extra: Mapping[str, Any], *, entries: bool = True
+) -> dict[str, Any]:
+    """``extra`` over ``base``, table by table; with ``entries``, a mapping over a list section
+    overrides its entries by index (see :func:`_merge_entries`)."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        current = out.get(key)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            out[key] = _merge(current, value, entries=False)
+        elif entries and key in _LIST_SECTIONS and isinstance(value, Mapping):
+            out[key] = _merge_entries(key, current if isinstance(current, list) else [], value)
         else:
             out[key] = value
     return out
+
+
+def _merge_entries(section: str, entries: list[Any], by_index: Mapping[str, Any]) -> list[Any]:
+    """``MONITOR_TARGETS__0__INTERVAL=10s`` changes ``targets[0].interval`` (entries the file
+    defines; it cannot add one). A value written as JSON (``'["TMT/USD"]'``) is decoded."""
+    out = list(entries)
+    problems = []
+    for index, value in sorted(by_index.items()):
+        if not index.isdigit() or int(index) >= len(out):
+            problems.append(
+                f"{section}[{index}]: no such entry to override (the configuration has "
+                f"{len(out)} {section}; MONITOR_{section.upper()}__N__KEY changes entry N)"
+            )
+        elif isinstance(value, Mapping) and isinstance(out[int(index)], dict):
+            out[int(index)] = _merge(out[int(index)], _decode_json_values(value))
+        else:
+            problems.append(f"{section}[{index}]: override one key, e.g. {section}[{index}].KEY")
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _decode_json_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out[key] = _decode_json_values(value)
+        elif isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                out[key] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(document: Any, base: Path) -> Any:
+    """Relative paths written in the file, resolved against the file's directory: values of keys
+    named ``path``, ``*_file``, ``*_path`` and ``*_dir``, and a relative ``sqlite:///`` database."""
+    if isinstance(document, list):
+        return [_resolve_paths(item, base) for item in document]
+    if not isinstance(document, dict):
+        return document
+    return {key: _resolve_value(key, value, base) for key, value in document.items()}
+
+
+def _resolve_value(key: str, value: Any, base: Path) -> Any:
+    if isinstance(value, str) and value and _PATH_KEY.match(key):
+        return value if Path(value).is_absolute() else os.path.normpath(base / value)
+    if key == "database" and isinstance(value, str) and value.startswith(_SQLITE):
+        path = value.removeprefix(_SQLITE)
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            return _SQLITE + os.path.normpath(base / path)
+        return value
+    return _resolve_paths(value, base)
+
+
+def _environment() -> dict[str, Any]:
+    """``MONITOR_*`` variables over the ``.env`` file, nested at ``__``, as pydantic-settings
+    reads them (``targets`` and ``rules`` entries keyed by their index)."""
+    values: dict[str, Any] = {}
+    for source in (DotEnvSettingsSource(Settings), EnvSettingsSource(Settings)):
+        try:
+            values = _merge(values, source(), entries=False)
+        except SettingsError as exc:  # e.g. a complex value that is not JSON; names the field
+            raise ConfigError([f"environment: {exc}"]) from None
+    return values
 
 
 def load_settings(
@@ -369,7 +459,10 @@ def load_settings(
     """Read, merge and validate the configuration; raise ``ConfigError`` naming every bad key.
 
     Precedence, highest first: environment variables, ``.env``, the secrets directory
-    (``MONITOR_SECRETS_DIR``, else ``/run/secrets``), the TOML file.
+    (``MONITOR_SECRETS_DIR``, else ``/run/secrets``), the TOML file. Relative paths in the file
+    resolve against the file's directory (see :func:`_resolve_paths`); values from the
+    environment, ``.env`` and the defaults against the working directory. Entries of
+    ``[[targets]]`` and ``[[rules]]`` are overridden by index: ``MONITOR_TARGETS__0__INTERVAL``.
     """
     env = os.environ if env is None else env
     file = config_path(path, env)
@@ -383,10 +476,15 @@ def load_settings(
         raise ConfigError([f"{file}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{file}: invalid TOML: {exc}"]) from None
+    document = _resolve_paths(document, file.absolute().parent)
     secrets_dir = Path(env.get("MONITOR_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
     document = _merge(document, read_secrets_dir(secrets_dir))
     try:
-        return Settings(**document)
+        document = _merge(document, _environment())
+        # The environment and .env are merged above (list entries included), so pydantic-settings
+        # must not apply them again over the lists: no variable name can start with "=", and no
+        # .env file is read a second time.
+        return Settings(_env_prefix="=", _env_file=None, **document)
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
 

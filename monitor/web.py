@@ -1,87 +1,165 @@
-"""The operator endpoint: ``/healthz`` and ``/metrics`` over plain HTTP/1.1.
+"""The operator endpoint: the status page, ``/healthz``, ``/readyz``, ``/metrics``, ``/api/status``.
 
-A deliberately small asyncio server (GET only, one request per connection, bounded request size and
-read time) so the daemon needs no web framework. It listens on ``127.0.0.1`` unless configured
-otherwise, and serves nothing that carries a secret.
+A Starlette application served by uvicorn *inside the daemon's own event loop* (a task, not a
+thread or a process). uvicorn installs no signal handlers here — the daemon owns SIGTERM/SIGINT and
+stops the server as part of its graceful stop. The socket is bound before uvicorn starts, so a
+port in use is a one-line configuration error, not a stack trace from inside a task.
+
+=================  ================================================================================
+``/``              the status page (server-drawn HTML, no scripts, refreshes itself)
+``/api/status``    the same picture as JSON (what ``ticker-monitor status`` prints)
+``/healthz``       200 while the process and its loop are alive; never touches the store
+``/readyz``        200 when the store answers and every target is fresh, else 503 naming each
+                   failing target and why (from memory: it never waits on the database)
+``/metrics``       Prometheus text
+=================  ================================================================================
+
+Nothing served carries a secret (see :mod:`monitor.status`). The page's Content-Security-Policy
+allows no script and no external resource at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import contextlib
+import socket
+from collections.abc import Generator
+from typing import Protocol
 
 import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from monitor import statuspage
+from monitor.errors import ConfigError
+from monitor.status import StatusView
 
 log = structlog.get_logger("monitor.web")
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+#: the page may use its own inline styles and data: images, nothing else
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
+class StatusSource(Protocol):
+    """What the endpoint serves (``monitor.status.StatusService`` for a daemon)."""
+
+    def health(self) -> dict[str, object]: ...
+
+    def readiness(self) -> tuple[bool, dict[str, object]]: ...
+
+    def metrics(self) -> bytes: ...
+
+    async def view(self) -> StatusView: ...
 
 
-Handler = Callable[[], Awaitable[Response]]
+def operator_app(source: StatusSource, *, refresh: int = statuspage.REFRESH) -> Starlette:
+    """The Starlette application of the operator endpoint."""
+
+    async def page(_: Request) -> Response:
+        view = await source.view()
+        return HTMLResponse(statuspage.render(view, refresh=refresh), headers=PAGE_HEADERS)
+
+    async def api_status(_: Request) -> Response:
+        return JSONResponse((await source.view()).to_json(), headers={"Cache-Control": "no-store"})
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse(source.health())
+
+    async def readyz(_: Request) -> Response:
+        ready, body = source.readiness()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(source.metrics(), media_type=PROMETHEUS_TYPE)
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/api/status", api_status),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ]
+    )
 
 
-def json_response(status: int, data: object) -> Response:
-    return Response(status, json.dumps(data, sort_keys=True).encode() + b"\n")
+def split_listen(listen: str) -> tuple[str, int]:
+    """``127.0.0.1:9464`` -> ``("127.0.0.1", 9464)``; ``[::1]:9464`` -> ``("::1", 9464)``."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon decides when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 class WebServer:
-    def __init__(self, listen: str, routes: dict[str, Handler]) -> None:
-        host, _, port = listen.rpartition(":")
-        self._host = host.strip("[]")
-        self._port = int(port)
-        self._routes = routes
-        self._server: asyncio.Server | None = None
+    """Serves an ASGI app on ``listen`` (``host:port``; port 0 picks a free one) in this loop."""
+
+    def __init__(self, app: Starlette, listen: str) -> None:
+        self._app = app
+        self._listen = listen
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._port = 0
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        assert self._server is not None  # noqa: S101 -- programming error: start() first
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        log.info("web_listening", host=self._host, port=self.port)
+        host, port = split_listen(self._listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, port), family=family)
+        except OSError as exc:
+            raise ConfigError(
+                [f"monitor.listen: cannot listen on {self._listen}: {exc.strerror or exc}"]
+            ) from None
+        self._port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            http="h11",
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="web")
+        while not self._server.started:  # binding is done; this is uvicorn's own start-up
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise ConfigError([f"monitor.listen: the endpoint on {self._listen} stopped"])
+            await asyncio.sleep(0.01)
+        log.info("web_listening", host=host, port=self._port)
 
     async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._server = self._task = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5):
-                head = await reader.readuntil(b"\r\n\r\n")
-            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            path = path.split("?", 1)[0]
-            handler = self._routes.get(path)
-            if handler is None:
-                response = json_response(404, {"error": "not found"})
-            elif method not in ("GET", "HEAD"):
-                response = json_response(405, {"error": "method not allowed"})
-            else:
-                response = await handler()
-            reason = _REASONS.get(response.status, "OK")
-            writer.write(
-                f"HTTP/1.1 {response.status} {reason}\r\n"
-                f"Content-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(response.body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            if method != "HEAD":
-                writer.write(response.body)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass  # a slow, truncated or malformed request gets no answer
-        except OSError as exc:
-            log.debug("web_client_error", error=str(exc))
-        finally:
-            writer.close()
+
+__all__ = ["StatusSource", "WebServer", "operator_app", "split_listen"]

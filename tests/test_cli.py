@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import free_port, page, run_once, write_config
+from tests.daemon_harness import free_port, page, write_config
 from tests.pages import SEED_DATE, SEED_QUOTES, ticker_text
 from tests.servers import Reply, ThreadedPageServer
 
@@ -49,8 +49,20 @@ def test_version_and_help() -> None:
     proc = cli("--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("ticker-monitor ")
-    for command in ("run", "check", "test-sink", "outbox", "validate"):
+    for command in (
+        "run",
+        "demo",
+        "status",
+        "check",
+        "history",
+        "alerts",
+        "test-sink",
+        "config",
+        "validate",
+    ):
         assert cli(command, "--help").returncode == 0
+    assert cli("alerts", "retry", "--help").returncode == 0
+    assert cli("outbox").returncode == 2  # replaced by `alerts`
 
 
 def test_check_reads_a_text_file_as_a_table(tmp_path: Path) -> None:
@@ -162,26 +174,6 @@ def test_check_usage_errors_exit_2() -> None:
     one_line_error(cli("check", "-", "--pattern", "(?P<rate>["), 2)
     one_line_error(cli("check", "ftp://example.org/"), 2)
     assert cli("check").returncode == 2  # argparse's own usage message
-
-
-def test_outbox_lists_and_requeues(tmp_path: Path) -> None:
-    with ThreadedPageServer(page()) as server:
-        config = write_config(tmp_path, server.url)
-        assert run_once(config).returncode == 0
-        server.set_page(page({"TMT/USD": ("0.28575", "0")}))
-        assert run_once(config).returncode == 0
-    listing = cli("outbox", "--config", str(config), "--json", cwd=tmp_path)
-    assert listing.returncode == 0, listing.stderr
-    rows = [json.loads(line) for line in listing.stdout.splitlines()]
-    assert {(r["sink"], r["status"], r["event"]["kind"]) for r in rows} == {
-        ("audit", "sent", "change_pct_changed"),
-        ("audit2", "sent", "change_pct_changed"),
-    }
-    table = cli("outbox", "--config", str(config), cwd=tmp_path)
-    assert "change_pct_changed" in table.stdout
-    requeue = cli("outbox", "--config", str(config), "--requeue", str(rows[0]["id"]), cwd=tmp_path)
-    assert requeue.returncode == 1  # a sent row is not dead: nothing to re-queue
-    assert "re-queued 0 of 1" in requeue.stdout
 
 
 def test_validate_accepts_the_shipped_config() -> None:

@@ -599,12 +599,6 @@ def test_safe_url_keeps_scheme_host_and_path_only() -> None:
     assert safe_url("") == "<invalid url>"
 
 
-def test_safe_url_drops_query_and_survives_garbage() -> None:
-    assert safe_url(httpx.URL("http://h/p?q=1")) == "http://h/p"
-    assert safe_url("http://[::1") == "<invalid url>"
-    assert safe_url("") == "<invalid url>"
-
-
 def test_policy_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="attempts"):
         FetchPolicy(attempts=0)

@@ -56,6 +56,22 @@ def test_times_and_decimals_render_as_text(stream: io.StringIO) -> None:
     assert entry["rate"] == "0.00008"
 
 
+def test_console_logs_show_times_as_iso_8601_not_their_repr() -> None:
+    out = io.StringIO()
+    configure_logging(level="info", fmt="console", stream=out, cache=False)
+    try:
+        moment = datetime(2025, 5, 16, 8, 30, tzinfo=UTC)
+        structlog.get_logger("monitor.test").info("scheduled", at=moment, rate=Decimal("8E-8"))
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    text = out.getvalue()
+    assert "at=2025-05-16T08:30:00+00:00" in text
+    assert "rate=0.00000008" in text
+    assert "datetime.datetime" not in text
+    assert "Decimal(" not in text
+
+
 def test_stdlib_loggers_share_the_pipeline(stream: io.StringIO) -> None:
     logging.getLogger("apscheduler.scheduler").warning("job %s missed", "t1")
     (entry,) = lines(stream)

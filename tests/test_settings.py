@@ -38,7 +38,8 @@ def test_shipped_config_loads() -> None:
     settings = load_settings(ROOT / "config" / "monitor.toml")
     assert [t.name for t in settings.targets] == ["timesca"]
     assert settings.targets[0].url == "https://timesca.com/"
-    assert settings.monitor.database.get_secret_value() == "sqlite:///var/state.db"
+    # relative paths in a file resolve against its directory: config/../var is the repo's var/
+    assert settings.monitor.database.get_secret_value() == f"sqlite:///{ROOT / 'var/state.db'}"
     assert settings.sinks["console"].type == "console"
 
 
@@ -250,3 +251,61 @@ def test_impossible_active_hours_are_refused_at_load(tmp_path: Path, hours: str)
     assert found == [
         "targets[0].active.hours: expected HH:MM-HH:MM between 00:00 and 24:00, e.g. 09:00-18:00"
     ]
+
+
+def test_relative_paths_in_the_file_resolve_against_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "hook").write_text("https://hooks.example/T1/B2/rel\n", encoding="utf-8")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    text = (
+        '[monitor]\ndatabase = "sqlite:///state/db.sqlite"\n'
+        + MINIMAL
+        + '[sinks.audit]\ntype = "file"\npath = "../alerts.jsonl"\n'
+        + '[sinks.team]\ntype = "slack"\nwebhook_url_file = "hook"\n'
+        + '[sinks.abs]\ntype = "file"\npath = "/var/log/alerts.jsonl"\n'
+    )
+    settings = load_settings(write(conf, text))
+    assert settings.monitor.database.get_secret_value() == f"sqlite:///{conf / 'state/db.sqlite'}"
+    assert settings.sinks["audit"].path == tmp_path / "alerts.jsonl"  # type: ignore[union-attr]
+    assert settings.sinks["team"].webhook_url.get_secret_value().endswith("/rel")  # type: ignore[union-attr]
+    assert settings.sinks["abs"].path == Path("/var/log/alerts.jsonl")  # type: ignore[union-attr]
+    # the environment is not in the file: its relative paths stay relative to the working dir
+    monkeypatch.setenv("MONITOR_MONITOR__DATABASE", "sqlite:///here.db")
+    assert load_settings(write(conf, text)).monitor.database.get_secret_value() == (
+        "sqlite:///here.db"
+    )
+
+
+def test_environment_overrides_list_entries_by_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        MINIMAL
+        + '[[targets]]\nname = "u"\nurl = "http://127.0.0.1:2/"\n'
+        + '[sinks.c]\ntype = "console"\n[[rules]]\nname = "r"\nsinks = ["c"]\n'
+    )
+    monkeypatch.setenv("MONITOR_TARGETS__0__INTERVAL", "10s")
+    monkeypatch.setenv("MONITOR_TARGETS__1__PAIRS", '["TMT/USD"]')
+    monkeypatch.setenv("MONITOR_TARGETS__1__ACTIVE__HOURS", "09:00-18:00")
+    monkeypatch.setenv("MONITOR_RULES__0__COOLDOWN", "1m")
+    settings = load_settings(write(tmp_path, text))
+    first, second = settings.targets
+    assert (first.name, first.interval, first.url) == ("t", 10.0, "http://127.0.0.1:1/")
+    assert (second.name, second.interval, second.pairs) == ("u", 300.0, ["TMT/USD"])
+    assert second.active is not None
+    assert second.active.hours == "09:00-18:00"
+    assert settings.rules[0].cooldown == 60.0
+    assert settings.rules[0].sinks == ["c"]
+
+    monkeypatch.setenv("MONITOR_TARGETS__2__INTERVAL", "10s")
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith("targets[2]: no such entry to override (the configuration has 2")
+    monkeypatch.delenv("MONITOR_TARGETS__2__INTERVAL")
+    monkeypatch.setenv("MONITOR_TARGETS__0__INTERVAL", "soon")
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith("targets[0].interval: expected a duration")

@@ -399,6 +399,49 @@ async def test_list_outbox_filters_and_validates(store: SqliteStore) -> None:
         await store.list_outbox(status="lost")
 
 
+async def test_outbox_rows_filter_by_status_time_and_short_id(store: SqliteStore, db: Path) -> None:
+    later = T0 + timedelta(hours=2)
+    await commit(store, [delivery(1), delivery(2)], at=T0)
+    await commit(store, [delivery(3)], at=later, observed=snapshot())
+    (row,) = await store.claim("slack", now=T0, limit=1, lease=60, owner="w")
+    await store.mark_dead([row.id], now=T0, error="404 no_service")
+    # a status this code does not know (a later schema's) is listed as it is
+    with raw(db) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        conn.execute("UPDATE outbox SET status = 'silenced' WHERE id = 2")
+
+    listed = await store.outbox_rows()
+    assert [(r.id, r.status) for r in listed] == [(3, "pending"), (2, "silenced"), (1, "dead")]
+    assert listed[2].last_error == "404 no_service"
+    assert listed[2].attempts == 1
+    assert listed[2].event == event(1)
+    assert listed[0].short_id == delivery(3).dedup_key[:8]
+    assert [r.id for r in await store.outbox_rows(status="dead")] == [1]
+    assert [r.id for r in await store.outbox_rows(status="silenced")] == [2]
+    assert await store.outbox_rows(status="lost") == []
+    assert [r.id for r in await store.outbox_rows(since=T0 + timedelta(hours=1))] == [3]
+    assert [r.id for r in await store.outbox_rows(key_prefix=listed[1].short_id)] == [2]
+    assert [r.id for r in await store.outbox_rows(key_prefix=delivery(1).dedup_key)] == [1]
+    assert await store.outbox_rows(key_prefix="%") == []  # a prefix, not a pattern
+    assert [r.id for r in await store.outbox_rows(limit=1)] == [3]
+
+
+async def test_history_is_oldest_first_per_target_and_since(store: SqliteStore) -> None:
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    await commit(store, [], observed=snapshot("0.28575"), at=T0)
+    await commit(store, [], observed=snapshot("0.1"), at=t1, target="other")
+    await commit(store, [], observed=snapshot("0.28600"), at=t2)
+    await commit(store, [], at=t2 + timedelta(hours=1))  # a check without an observation
+    got = await store.history(target="timesca")
+    assert [(o.observed_at, o.snapshot) for o in got] == [
+        (T0, snapshot("0.28575")),
+        (t2, snapshot("0.28600")),
+    ]
+    assert [o.target for o in await store.history()] == ["timesca", "other", "timesca"]
+    assert [o.observed_at for o in await store.history(since=t1)] == [t1, t2]
+    assert await store.history(target="nobody") == []
+
+
 async def test_requeue_revives_only_dead_rows(store: SqliteStore) -> None:
     await commit(store, [delivery(1), delivery(2)])
     first, second = await store.claim("slack", now=T0, limit=2, lease=60, owner="w")

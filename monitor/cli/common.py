@@ -7,12 +7,19 @@ Exit codes (documented in the README): 0 ok, 1 a sink test failed, 2 usage or co
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, NoReturn
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from monitor.logs import configure_logging
 
 if TYPE_CHECKING:
     from monitor.settings import Settings
+    from monitor.store import Store
+
+T = TypeVar("T")
 
 EXIT_OK, EXIT_SINK, EXIT_USAGE, EXIT_NO_TICKER, EXIT_FETCH = 0, 1, 2, 3, 4
 
@@ -56,3 +63,52 @@ def configure_for(settings: Settings, *, level: str | None = None) -> None:
 
     m = settings.monitor
     configure_logging(level=level or m.log_level, fmt=m.log_format, secrets=secret_values(settings))
+
+
+def with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the configured store, run ``work`` on it, close it (for the reading commands)."""
+    from monitor.app import store_for  # noqa: PLC0415 -- start-up time
+
+    store = store_for(settings_of(args))
+
+    async def main() -> T:
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.aclose()
+
+    return asyncio.run(main())
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][\d:.]+)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """``--since``: an age (``7d``, ``6h``, ``90m``, ``30``) or an ISO date/time (UTC unless it
+    says otherwise)."""
+    now = now or datetime.now(UTC)
+    if _DATE.match(text.strip()):
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            fail(EXIT_USAGE, f"--since {text!r}: not a date")
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        from monitor.config_types import parse_duration  # noqa: PLC0415 -- start-up time
+
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        fail(EXIT_USAGE, f"--since {text!r}: expected an age such as 7d, 6h, 30m or a date")
+
+
+def columns(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> list[str]:
+    """Rows as aligned text columns, two spaces apart; columns in ``right`` align right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from monitor.models import Delivery, NewDelivery, Snapshot, TargetState, Validators
+from monitor.models import Delivery, Event, NewDelivery, Snapshot, TargetState, Validators, short_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,42 @@ class OutboxCounts:
     sink: str
     status: str
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One history row: what a target's page showed when it last changed."""
+
+    target: str
+    observed_at: datetime
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One outbox row as operators see it (``alerts``, the status page).
+
+    ``status`` is whatever the outbox holds (``pending``, ``sent``, ``dead``, and any status a
+    later schema adds); ``event`` is None when the stored event cannot be read.
+    """
+
+    id: int
+    dedup_key: str
+    sink: str
+    target: str
+    status: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+    event: Event | None
+
+    @property
+    def short_id(self) -> str:
+        """The dedup id people see in Slack and email (``#3f9a1c2e``)."""
+        return short_id(self.dedup_key)
 
 
 class Store(Protocol):
@@ -108,6 +144,24 @@ class Store(Protocol):
         self, *, status: str | None = None, limit: int = 100
     ) -> list[dict[str, object]]:
         """Outbox rows, newest first, for operators (``id``, ``sink``, ``status``, ...)."""
+        ...
+
+    async def history(
+        self, *, target: str | None = None, since: datetime | None = None
+    ) -> list[Observation]:
+        """Observation history (of one target, from ``since`` on), oldest first."""
+        ...
+
+    async def outbox_rows(
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxRow]:
+        """Outbox rows, newest first: of one ``status``, created at or after ``since``, whose
+        dedup key starts with ``key_prefix`` (the short id people see), at most ``limit``."""
         ...
 
     async def sinks_with_pending(self) -> list[str]:

@@ -50,7 +50,7 @@ from monitor.models import (
     Validators,
     utc,
 )
-from monitor.store import OutboxCounts
+from monitor.store import Observation, OutboxCounts, OutboxRow
 
 log = structlog.get_logger("monitor.store")
 
@@ -124,6 +124,18 @@ def _dt(text: str) -> datetime:
 
 def _opt_dt(text: str | None) -> datetime | None:
     return None if text is None else _dt(text)
+
+
+def _opt_ts(moment: datetime | None) -> str | None:
+    return None if moment is None else _ts(moment)
+
+
+def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
+    """`` WHERE a = ? AND b >= ?`` from the (condition, value) pairs whose value is not None."""
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    if not used:
+        return "", ()
+    return " WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
 
 
 def _dumps(value: object) -> str:
@@ -600,6 +612,77 @@ class SqliteStore:
                 row["event"] = None
             row["short_id"] = str(row["dedup_key"])[:8]
             out.append(row)
+        return out
+
+    async def history(
+        self, *, target: str | None = None, since: datetime | None = None
+    ) -> list[Observation]:
+        """Observation rows, oldest first; a row that cannot be read is skipped (and logged)."""
+        where, params = _where(("target = ?", target), ("observed_at >= ?", _opt_ts(since)))
+
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            return conn.execute(
+                "SELECT target, observed_at, snapshot_json FROM observations"  # noqa: S608 -- fixed conditions; values are bound
+                f"{where} ORDER BY observed_at, id",
+                params,
+            ).fetchall()
+
+        out: list[Observation] = []
+        for name, at, snapshot_json in await self._call("history", work):
+            try:
+                snapshot = Snapshot.from_json(json.loads(snapshot_json))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("observation_unreadable", target=name, error=type(exc).__name__)
+                continue
+            out.append(Observation(target=name, observed_at=_dt(at), snapshot=snapshot))
+        return out
+
+    async def outbox_rows(
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        key_prefix: str | None = None,
+        limit: int = 100,
+    ) -> list[OutboxRow]:
+        """Outbox rows, newest first. Any status string is accepted (none matches: no rows)."""
+        where, params = _where(
+            ("status = ?", status),
+            ("created_at >= ?", _opt_ts(since)),
+            ("instr(dedup_key, ?) = 1", key_prefix),
+        )
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT id, dedup_key, sink, target, status, attempts, created_at, updated_at,"  # noqa: S608 -- fixed conditions; values are bound
+                " next_attempt_at, sent_at, last_error, event_json"
+                f" FROM outbox{where} ORDER BY id DESC LIMIT ?",
+                (*params, max(limit, 0)),
+            ).fetchall()
+
+        out: list[OutboxRow] = []
+        for row in await self._call("outbox_rows", work):
+            (row_id, key, sink, target, st, attempts, created, updated, due, sent, error, raw) = row
+            try:
+                event: Event | None = Event.from_json(json.loads(raw))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                event = None
+            out.append(
+                OutboxRow(
+                    id=row_id,
+                    dedup_key=key,
+                    sink=sink,
+                    target=target,
+                    status=st,
+                    attempts=attempts,
+                    created_at=_dt(created),
+                    updated_at=_dt(updated),
+                    next_attempt_at=_dt(due),
+                    sent_at=_opt_dt(sent),
+                    last_error=error,
+                    event=event,
+                )
+            )
         return out
 
     async def sinks_with_pending(self) -> list[str]:
