@@ -11,7 +11,7 @@ error.
 Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
 microsecond, readable in the ``sqlite3`` shell, and ordered correctly by plain text comparison.
 
-Schema (version 1; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 2; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     targets       name PK, state_json, etag, last_modified, updated_at
     observations  id PK, target -> targets(name), observed_at, snapshot_json
@@ -20,8 +20,13 @@ Schema (version 1; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS`
                   status in (pending, sent, dead), attempts, created_at, next_attempt_at,
                   lease_owner, lease_until, last_error, memo, sent_at, updated_at
                   index (sink, status, id) for the strict per-sink claim order
+                  index (lease_owner) where leased, for releasing what an instance holds
+    instances     id PK, host, pid, started_at, last_heartbeat                       (version 2)
+    target_leases target PK, owner, lease_until                                      (version 2)
 
-A shared SQLite file is never safe across hosts; several instances need the PostgreSQL store.
+The cluster tables (:class:`monitor.store.ClusterStore`) work here as on PostgreSQL, on the
+caller's clock, so the daemon has one code path; but a shared SQLite file is never safe across
+hosts: several instances need the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from monitor.models import (
     Validators,
     utc,
 )
-from monitor.store import OutboxCounts
+from monitor.store import Member, OutboxCounts, TargetLease
 
 log = structlog.get_logger("monitor.store")
 
@@ -100,6 +105,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX outbox_sink_status_id ON outbox (sink, status, id)",
+    ),
+    (
+        # 2: instances and per-target leases (monitor.store.ClusterStore)
+        """
+        CREATE TABLE instances (
+            id             TEXT PRIMARY KEY,
+            host           TEXT NOT NULL,
+            pid            INTEGER NOT NULL,
+            started_at     TEXT NOT NULL,
+            last_heartbeat TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE target_leases (
+            target      TEXT PRIMARY KEY,
+            owner       TEXT NOT NULL,
+            lease_until TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX outbox_lease_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
     ),
 )
 
@@ -182,7 +207,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class SqliteStore:
-    """:class:`monitor.store.Store` on a local SQLite file (or ``":memory:"``, for one process)."""
+    """:class:`monitor.store.ClusterStore` on a local SQLite file (or ``":memory:"``, for one
+    process)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
@@ -614,6 +640,128 @@ class SqliteStore:
             ]
 
         return await self._call("sinks_with_pending", work)
+
+    # --- cluster -------------------------------------------------------------------------------
+
+    async def register(self, member: str, *, host: str, pid: int, now: datetime) -> None:
+        at = _ts(now)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO instances (id, host, pid, started_at, last_heartbeat)"
+                " VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
+                " pid = excluded.pid, started_at = excluded.started_at,"
+                " last_heartbeat = excluded.last_heartbeat",
+                (member, host, pid, at),
+            )
+
+        await self._write("register", write)
+
+    async def heartbeat(self, member: str, *, now: datetime) -> bool:
+        at = _ts(now)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "UPDATE instances SET last_heartbeat = ? WHERE id = ?", (at, member)
+                ).rowcount
+                > 0
+            )
+
+        return await self._write("heartbeat", write)
+
+    async def members(self) -> list[Member]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, str]]:
+            return conn.execute(
+                "SELECT id, host, pid, started_at, last_heartbeat FROM instances ORDER BY id"
+            ).fetchall()
+
+        return [
+            Member(id=i, host=h, pid=p, started_at=_dt(s), last_heartbeat=_dt(b))
+            for i, h, p, s, b in await self._call("members", work)
+        ]
+
+    async def forget_members(self, *, silent_for: float, now: datetime) -> int:
+        cutoff = _ts(now - timedelta(seconds=silent_for))
+
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM instances WHERE last_heartbeat < ?", (cutoff,)
+            ).rowcount
+
+        return await self._write("forget_members", write)
+
+    async def acquire_target(
+        self, target: str, *, owner: str, lease: float, now: datetime
+    ) -> datetime | None:
+        at = _ts(now)
+        until = _ts(now + timedelta(seconds=lease))
+
+        def write(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
+                " lease_until = excluded.lease_until"
+                " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
+                " RETURNING lease_until",
+                (target, owner, until, at),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        held = await self._write("acquire_target", write)
+        return None if held is None else _dt(held)
+
+    async def release_target(self, target: str, *, owner: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM target_leases WHERE target = ? AND owner = ?", (target, owner)
+            )
+
+        await self._write("release_target", write)
+
+    async def target_leases(self) -> list[TargetLease]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            return conn.execute(
+                "SELECT target, owner, lease_until FROM target_leases ORDER BY target"
+            ).fetchall()
+
+        return [
+            TargetLease(target=t, owner=o, until=_dt(u))
+            for t, o, u in await self._call("target_leases", work)
+        ]
+
+    async def renew_claims(
+        self, ids: Sequence[int], *, owner: str, lease: float, now: datetime
+    ) -> list[int]:
+        until = _ts(now + timedelta(seconds=lease))
+        wanted = sorted(set(ids))
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            return [
+                row_id
+                for row_id in wanted
+                if conn.execute(
+                    "UPDATE outbox SET lease_until = ? WHERE id = ? AND lease_owner = ?"
+                    " AND status = 'pending'",
+                    (until, row_id, owner),
+                ).rowcount
+            ]
+
+        if not wanted:
+            return []
+        return await self._write("renew_claims", write)
+
+    async def leave(self, member: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM target_leases WHERE owner = ?", (member,))
+            conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ? AND status = 'pending'",
+                (member,),
+            )
+            conn.execute("DELETE FROM instances WHERE id = ?", (member,))
+
+        await self._write("leave", write)
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
