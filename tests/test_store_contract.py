@@ -222,7 +222,7 @@ async def test_another_store_on_the_same_database_sees_the_data(
 
 async def test_calls_before_open_and_after_close_are_store_errors(backend: Backend) -> None:
     s = backend.store()
-    with pytest.raises(StoreError, match="^load_target: the store is not open$"):
+    with pytest.raises(StoreError, match=r"^load_target: the store is not open$"):
         await s.load_target("x")
     await s.open()
     await s.open()  # opening twice is harmless

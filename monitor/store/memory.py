@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from monitor.errors import StoreError
 from monitor.models import (
@@ -30,6 +31,9 @@ from monitor.models import (
     utc,
 )
 from monitor.store import Member, OutboxCounts, TargetLease
+
+if TYPE_CHECKING:
+    from monitor.store import ClusterStore
 
 __all__ = ["MemoryDatabase", "MemoryStore"]
 
@@ -413,3 +417,9 @@ class MemoryStore:
             if row.status == "pending" and row.lease_owner == member:
                 row.unlease()
         db.instances.pop(member, None)
+
+
+if TYPE_CHECKING:  # mypy proves the fake keeps the whole protocol
+
+    def _is_a_cluster_store(store: MemoryStore) -> ClusterStore:
+        return store

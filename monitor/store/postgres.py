@@ -228,7 +228,7 @@ class PostgresStore:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"PostgresStore({self._where})"
+        return self._scrub(f"PostgresStore({self._where})")
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -303,18 +303,14 @@ class PostgresStore:
         except psycopg.Error as exc:
             self._guard.remove()
             self._guard = None
-            raise StoreError(
-                f"cannot open the database {self._where}: {self._cause(exc)}"
-            ) from None
+            where = f"cannot open the database {self._where}"
+            raise StoreError(self._scrub(f"{where}: {_one_line(str(exc))}")) from None
         except BaseException:
             self._guard.remove()
             self._guard = None
             raise
         self._pool = pool
         self._closed = False
-
-    def _cause(self, exc: psycopg.Error) -> str:
-        return self._scrub(_one_line(str(exc)))
 
     async def _migrate(self) -> None:
         """Bring the schema to :data:`SCHEMA_VERSION`, once, however many instances start."""
