@@ -175,7 +175,14 @@ def _dumps(value: object) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """libpq's message on one line: each distinct line once (it repeats one per attempt, e.g.
+    with and without TLS), joined by "; "."""
+    lines: list[str] = []
+    for line in text.removeprefix("connection failed: ").splitlines():
+        cleaned = " ".join(line.split())
+        if cleaned and cleaned not in lines:
+            lines.append(cleaned)
+    return "; ".join(lines)
 
 
 def _opt_utc(value: datetime | None) -> datetime | None:
