@@ -294,3 +294,13 @@ async def make_backend(name: str, tmp_path: Path, clock: Clock) -> Backend:
     backend = PostgresBackend(clock, postgres_dsn())
     await backend.create_schema()
     return backend
+
+
+@asynccontextmanager
+async def backend_for(name: str, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A backend on a fresh database, cleaned up after (for fixtures)."""
+    made = await make_backend(name, tmp_path, Clock())
+    try:
+        yield made
+    finally:
+        await made.cleanup()

@@ -37,8 +37,8 @@ from tests.store_backends import (
     T0,
     Backend,
     Clock,
+    backend_for,
     backend_params,
-    make_backend,
 )
 
 
@@ -63,20 +63,15 @@ def snapshot(rate: str = "0.28575") -> Snapshot:
 
 @pytest.fixture(params=backend_params(BACKENDS))
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    made = await make_backend(request.param, tmp_path, Clock())
-    try:
+    async with backend_for(request.param, tmp_path) as made:
         yield made
-    finally:
-        await made.cleanup()
 
 
 @pytest.fixture(params=backend_params(SCHEMA_BACKENDS))
 async def schema_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    made = await make_backend(request.param, tmp_path, Clock())
-    try:
+    """The backends with a schema (versions, migrations)."""
+    async with backend_for(request.param, tmp_path) as made:
         yield made
-    finally:
-        await made.cleanup()
 
 
 @pytest.fixture

@@ -13,17 +13,15 @@ It is not a backend for the daemon (nothing survives the process) and no URL ope
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
     DeliveryStatus,
-    Event,
     NewDelivery,
     Snapshot,
     TargetState,
@@ -31,17 +29,12 @@ from monitor.models import (
     utc,
 )
 from monitor.store import Member, OutboxCounts, TargetLease
+from monitor.store.codec import OUTBOX_COLUMNS, check_status, dumps, event_of, listing, target_state
 
 if TYPE_CHECKING:
     from monitor.store import ClusterStore
 
 __all__ = ["MemoryDatabase", "MemoryStore"]
-
-_STATUSES = frozenset(s.value for s in DeliveryStatus)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(slots=True)
@@ -131,13 +124,7 @@ class MemoryStore:
         if row is None:
             return TargetState(), Validators()
         state_json, etag, last_modified = row
-        try:
-            state = TargetState.from_json(json.loads(state_json))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StoreError(
-                f"target {target!r}: the stored state is unreadable ({type(exc).__name__})"
-            ) from None
-        return state, Validators(etag=etag, last_modified=last_modified)
+        return target_state(target, state_json), Validators(etag, last_modified)
 
     async def commit_check(
         self,
@@ -153,10 +140,10 @@ class MemoryStore:
         at = utc(observed_at)
         # Everything is serialized and checked before anything is written: all or nothing.
         try:
-            state_json = _dumps(state.to_json())
-            snapshot_json = None if observed is None else _dumps(observed.to_json())
+            state_json = dumps(state.to_json())
+            snapshot_json = None if observed is None else dumps(observed.to_json())
             rows = [
-                (d.dedup_key, d.sink, d.event.target, d.check_id, _dumps(d.event.to_json()))
+                (d.dedup_key, d.sink, d.event.target, d.check_id, dumps(d.event.to_json()))
                 for d in deliveries
             ]
         except (TypeError, ValueError) as exc:
@@ -203,12 +190,9 @@ class MemoryStore:
         for row in self._pending(db, sink)[: max(limit, 0)]:
             if row.next_attempt_at > at or not row.free_for(owner, at):
                 break  # strict order: a backing-off or leased head holds everything behind it
-            try:
-                event = Event.from_json(json.loads(row.event_json))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                row.status = "dead"
-                row.last_error = f"unreadable event_json ({type(exc).__name__})"
-                row.updated_at = at
+            event = event_of(row.event_json, sink=sink, row_id=row.id)
+            if isinstance(event, str):  # unreadable: dead-letter it rather than block
+                row.status, row.last_error, row.updated_at = "dead", event, at
                 row.unlease()
                 continue
             claimed.append(
@@ -313,38 +297,15 @@ class MemoryStore:
     async def list_outbox(
         self, *, status: str | None = None, limit: int = 100
     ) -> list[dict[str, object]]:
-        if status is not None and status not in _STATUSES:
-            raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
+        check_status(status)
         db = await self._enter("list_outbox")
         rows = [r for r in reversed(db.outbox.values()) if status is None or r.status == status]
-        out: list[dict[str, object]] = []
-        for row in rows[: max(limit, 0)]:
-            try:
-                event: object = json.loads(row.event_json)
-            except ValueError:
-                event = None
-            out.append(
-                {
-                    "id": row.id,
-                    "dedup_key": row.dedup_key,
-                    "sink": row.sink,
-                    "target": row.target,
-                    "check_id": row.check_id,
-                    "status": row.status,
-                    "attempts": row.attempts,
-                    "created_at": row.created_at,
-                    "next_attempt_at": row.next_attempt_at,
-                    "lease_owner": row.lease_owner,
-                    "lease_until": row.lease_until,
-                    "last_error": row.last_error,
-                    "memo": row.memo,
-                    "sent_at": row.sent_at,
-                    "updated_at": row.updated_at,
-                    "event": event,
-                    "short_id": row.dedup_key[:8],
-                }
+        return [
+            listing(
+                [getattr(row, c) for c in OUTBOX_COLUMNS], lambda moment: cast(datetime, moment)
             )
-        return out
+            for row in rows[: max(limit, 0)]
+        ]
 
     async def sinks_with_pending(self) -> list[str]:
         db = await self._enter("sinks_with_pending")

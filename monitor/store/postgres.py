@@ -28,10 +28,9 @@ takes only an unbroken run from the head, so order stays strict per sink.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, LiteralString
+from typing import Any, LiteralString, cast
 from urllib.parse import unquote
 
 import psycopg
@@ -43,8 +42,6 @@ from psycopg_pool import AsyncConnectionPool
 from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
-    DeliveryStatus,
-    Event,
     NewDelivery,
     Snapshot,
     TargetState,
@@ -53,6 +50,7 @@ from monitor.models import (
 )
 from monitor.redact import LoggerGuard, Scrubber
 from monitor.store import Member, OutboxCounts, TargetLease
+from monitor.store.codec import OUTBOX_COLUMNS, check_status, dumps, event_of, listing, target_state
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
@@ -143,35 +141,10 @@ _EXPIRE_CHUNK = 5000
 
 _DEFAULTS = {"application_name": "ticker-monitor", "connect_timeout": "10"}
 
-_STATUSES = frozenset(s.value for s in DeliveryStatus)
-
-_OUTBOX_COLUMNS = (
-    "id",
-    "dedup_key",
-    "sink",
-    "target",
-    "check_id",
-    "status",
-    "attempts",
-    "created_at",
-    "next_attempt_at",
-    "lease_owner",
-    "lease_until",
-    "last_error",
-    "memo",
-    "sent_at",
-    "updated_at",
-    "event_json",
-)
-
 
 def _q(text: LiteralString) -> sql.Composed:
     """A statement whose ``{now}`` is the clock leases and due times are compared on."""
     return sql.SQL(text).format(now=_NOW)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _one_line(text: str) -> str:
@@ -183,10 +156,6 @@ def _one_line(text: str) -> str:
         if cleaned and cleaned not in lines:
             lines.append(cleaned)
     return "; ".join(lines)
-
-
-def _opt_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
 
 
 def _secrets_of(dsn: str, params: dict[str, Any]) -> list[str]:
@@ -307,14 +276,12 @@ class PostgresStore:
             except BaseException:
                 await pool.close()
                 raise
-        except psycopg.Error as exc:
+        except BaseException as exc:
             self._guard.remove()
             self._guard = None
-            where = f"cannot open the database {self._where}"
-            raise StoreError(self._scrub(f"{where}: {_one_line(str(exc))}")) from None
-        except BaseException:
-            self._guard.remove()
-            self._guard = None
+            if isinstance(exc, psycopg.Error):
+                where = f"cannot open the database {self._where}"
+                raise StoreError(self._scrub(f"{where}: {_one_line(str(exc))}")) from None
             raise
         self._pool = pool
         self._closed = False
@@ -356,6 +323,8 @@ class PostgresStore:
         self._closed = True
         try:
             await pool.close()
+        except psycopg.Error as exc:
+            raise self._error("aclose", exc) from None
         finally:
             if self._guard is not None:
                 self._guard.remove()
@@ -372,13 +341,7 @@ class PostgresStore:
         if not rows:
             return TargetState(), Validators()
         state_json, etag, last_modified = rows[0]
-        try:
-            state = TargetState.from_json(json.loads(state_json))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StoreError(
-                f"target {target!r}: the stored state is unreadable ({type(exc).__name__})"
-            ) from None
-        return state, Validators(etag=etag, last_modified=last_modified)
+        return target_state(target, state_json), Validators(etag, last_modified)
 
     async def commit_check(
         self,
@@ -391,8 +354,8 @@ class PostgresStore:
         deliveries: Sequence[NewDelivery],
     ) -> int:
         at = utc(observed_at)
-        state_json = _dumps(state.to_json())
-        snapshot_json = None if observed is None else _dumps(observed.to_json())
+        state_json = dumps(state.to_json())
+        snapshot_json = None if observed is None else dumps(observed.to_json())
         async with self._tx("commit_check") as conn:
             await conn.execute(
                 "INSERT INTO targets (name, state_json, etag, last_modified, updated_at)"
@@ -433,7 +396,7 @@ class PostgresStore:
                     sinks=[d.sink for d in deliveries],
                     targets=[d.event.target for d in deliveries],
                     checks=[d.check_id for d in deliveries],
-                    events=[_dumps(d.event.to_json()) for d in deliveries],
+                    events=[dumps(d.event.to_json()) for d in deliveries],
                 ),
             )
             return max(cur.rowcount, 0)
@@ -475,14 +438,9 @@ class PostgresStore:
                     break  # an earlier row is held by someone else's transaction
                 if not due or not free:
                     break  # backing off, or leased by another owner: everything behind waits
-                try:
-                    event = Event.from_json(json.loads(event_json))
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    # A row nobody can read would block its sink forever: dead-letter it.
-                    log.exception(
-                        "outbox_row_corrupt", sink=sink, id=row_id, error=type(exc).__name__
-                    )
-                    corrupt.append((row_id, f"unreadable event_json ({type(exc).__name__})"))
+                event = event_of(event_json, sink=sink, row_id=row_id)
+                if isinstance(event, str):  # unreadable: dead-letter it rather than block
+                    corrupt.append((row_id, event))
                     continue
                 claimed.append(
                     Delivery(
@@ -634,29 +592,15 @@ class PostgresStore:
         self, *, status: str | None = None, limit: int = 100
     ) -> list[dict[str, object]]:
         """The newest ``limit`` outbox rows (of one ``status`` if given), newest first."""
-        if status is not None and status not in _STATUSES:
-            raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
+        check_status(status)
         rows = await self._rows(
             "list_outbox",
-            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox"  # noqa: S608 -- fixed column names; values are bound
+            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"  # noqa: S608 -- fixed column names; values are bound
             " WHERE %(status)s::text IS NULL OR status = %(status)s"
             " ORDER BY id DESC LIMIT %(limit)s",
             {"status": status, "limit": max(limit, 0)},
         )
-        out: list[dict[str, object]] = []
-        for values in rows:
-            row: dict[str, object] = dict(zip(_OUTBOX_COLUMNS, values, strict=True))
-            for key in ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at"):
-                moment = row[key]
-                row[key] = _opt_utc(moment) if isinstance(moment, datetime) else None
-            raw = row.pop("event_json")
-            try:
-                row["event"] = json.loads(str(raw))
-            except ValueError:
-                row["event"] = None
-            row["short_id"] = str(row["dedup_key"])[:8]
-            out.append(row)
-        return out
+        return [listing(values, lambda moment: utc(cast(datetime, moment))) for values in rows]
 
     async def sinks_with_pending(self) -> list[str]:
         rows = await self._rows(

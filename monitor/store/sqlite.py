@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -47,8 +46,6 @@ import structlog
 from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
-    DeliveryStatus,
-    Event,
     NewDelivery,
     Snapshot,
     TargetState,
@@ -56,6 +53,7 @@ from monitor.models import (
     utc,
 )
 from monitor.store import Member, OutboxCounts, TargetLease
+from monitor.store.codec import OUTBOX_COLUMNS, check_status, dumps, event_of, listing, target_state
 
 log = structlog.get_logger("monitor.store")
 
@@ -135,8 +133,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: lock (and every other store call queued behind it) for long.
 _EXPIRE_CHUNK = 5000
 
-_STATUSES = frozenset(s.value for s in DeliveryStatus)
-
 
 def _ts(moment: datetime) -> str:
     """Aware datetime -> fixed-width UTC text that sorts like the instant it names."""
@@ -145,14 +141,6 @@ def _ts(moment: datetime) -> str:
 
 def _dt(text: str) -> datetime:
     return utc(datetime.fromisoformat(text))
-
-
-def _opt_dt(text: str | None) -> datetime | None:
-    return None if text is None else _dt(text)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -315,13 +303,7 @@ class SqliteStore:
         if row is None:
             return TargetState(), Validators()
         state_json, etag, last_modified = row
-        try:
-            state = TargetState.from_json(json.loads(state_json))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StoreError(
-                f"target {target!r}: the stored state is unreadable ({type(exc).__name__})"
-            ) from None
-        return state, Validators(etag=etag, last_modified=last_modified)
+        return target_state(target, state_json), Validators(etag, last_modified)
 
     async def commit_check(
         self,
@@ -336,10 +318,10 @@ class SqliteStore:
         def work(conn: sqlite3.Connection) -> int:
             # Serialize before taking the write lock: the lock is held only for the writes.
             at = _ts(observed_at)
-            state_json = _dumps(state.to_json())
-            snapshot_json = None if observed is None else _dumps(observed.to_json())
+            state_json = dumps(state.to_json())
+            snapshot_json = None if observed is None else dumps(observed.to_json())
             rows = [
-                (d.dedup_key, d.sink, d.event.target, d.check_id, _dumps(d.event.to_json()), at)
+                (d.dedup_key, d.sink, d.event.target, d.check_id, dumps(d.event.to_json()), at)
                 for d in deliveries
             ]
 
@@ -406,14 +388,9 @@ class SqliteStore:
                     break  # the head is backing off: everything behind it waits (strict order)
                 if lease_owner not in (None, owner) and (lease_until or "") > at:
                     break  # another worker holds a live lease on it
-                try:
-                    event = Event.from_json(json.loads(event_json))
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    # A row nobody can read would block its sink forever: dead-letter it.
-                    log.exception(
-                        "outbox_row_corrupt", sink=sink, id=row_id, error=type(exc).__name__
-                    )
-                    corrupt.append((f"unreadable event_json ({type(exc).__name__})", at, row_id))
+                event = event_of(event_json, sink=sink, row_id=row_id)
+                if isinstance(event, str):  # unreadable: dead-letter it rather than block
+                    corrupt.append((event, at, row_id))
                     continue
                 claimed.append(
                     Delivery(
@@ -584,26 +561,8 @@ class SqliteStore:
         Times are aware UTC datetimes; ``event`` is the stored event as a JSON object (None if the
         row is unreadable).
         """
-        if status is not None and status not in _STATUSES:
-            raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
-        columns = (
-            "id",
-            "dedup_key",
-            "sink",
-            "target",
-            "check_id",
-            "status",
-            "attempts",
-            "created_at",
-            "next_attempt_at",
-            "lease_owner",
-            "lease_until",
-            "last_error",
-            "memo",
-            "sent_at",
-            "updated_at",
-            "event_json",
-        )
+        check_status(status)
+        columns = OUTBOX_COLUMNS
         where = "" if status is None else " WHERE status = ?"
         params: tuple[object, ...] = (limit,) if status is None else (status, limit)
 
@@ -613,20 +572,10 @@ class SqliteStore:
                 params,
             ).fetchall()
 
-        out: list[dict[str, object]] = []
-        for values in await self._call("list_outbox", work):
-            row: dict[str, object] = dict(zip(columns, values, strict=True))
-            for key in ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at"):
-                text = row[key]
-                row[key] = _opt_dt(text) if isinstance(text, str) else None
-            raw = row.pop("event_json")
-            try:
-                row["event"] = json.loads(str(raw))
-            except ValueError:
-                row["event"] = None
-            row["short_id"] = str(row["dedup_key"])[:8]
-            out.append(row)
-        return out
+        return [
+            listing(values, lambda text: _dt(str(text)))
+            for values in await self._call("list_outbox", work)
+        ]
 
     async def sinks_with_pending(self) -> list[str]:
         """Names of the sinks that have pending rows (to warn about sinks no longer configured)."""
