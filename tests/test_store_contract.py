@@ -287,6 +287,21 @@ async def test_a_claim_takes_at_most_limit_rows_oldest_first(
     assert await claim(store, clock, "A", limit=10) == everything
 
 
+async def test_an_owner_releases_only_the_rows_it_still_holds(
+    store: ClusterStore, clock: Clock
+) -> None:
+    await commit(store, clock, [delivery(1), delivery(2)])
+    one, two = await claim(store, clock, "A", lease=15)
+    clock.advance(15)  # A's lease lapsed; B took the rows over and is sending them
+    assert await claim(store, clock, "B") == [one, two]
+    await store.release([one, two], owner="A")  # A, late, gives back what it no longer holds
+    assert {r["lease_owner"] for r in (await rows(store)).values()} == {"B"}
+    assert await claim(store, clock, "C") == []
+    await store.release([one], owner="B")
+    assert (await rows(store))[one]["lease_owner"] is None
+    assert (await rows(store))[two]["lease_owner"] == "B"
+
+
 async def test_release_gives_rows_back_without_counting_an_attempt(
     store: ClusterStore, clock: Clock
 ) -> None:

@@ -111,8 +111,12 @@ class Store(Protocol):
 
     async def mark_dead(self, ids: Sequence[int], *, now: datetime, error: str) -> None: ...
 
-    async def release(self, ids: Sequence[int]) -> None:
-        """Give leased rows back untouched (graceful shutdown)."""
+    async def release(self, ids: Sequence[int], *, owner: str | None = None) -> None:
+        """Give leased rows back untouched (graceful shutdown).
+
+        With ``owner``, only the rows it still holds: a row another instance took over after this
+        one's lease lapsed keeps its new owner.
+        """
         ...
 
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:

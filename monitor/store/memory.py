@@ -249,10 +249,11 @@ class MemoryStore:
             row.attempts += 1
             row.unlease()
 
-    async def release(self, ids: Sequence[int]) -> None:
+    async def release(self, ids: Sequence[int], *, owner: str | None = None) -> None:
         db = await self._enter("release")
         for row in self._live(db, ids):
-            row.unlease()
+            if owner is None or row.lease_owner == owner:
+                row.unlease()
 
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
         db = await self._enter("requeue")

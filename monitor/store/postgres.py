@@ -521,13 +521,14 @@ class PostgresStore:
                 {"at": utc(now), "error": error, "ids": list(ids)},
             )
 
-    async def release(self, ids: Sequence[int]) -> None:
+    async def release(self, ids: Sequence[int], *, owner: str | None = None) -> None:
         if ids:
             await self._run(
                 "release",
                 "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
-                " WHERE status = 'pending' AND id = ANY(%(ids)s::bigint[])",
-                {"ids": list(ids)},
+                " WHERE status = 'pending' AND id = ANY(%(ids)s::bigint[])"
+                " AND (%(owner)s::text IS NULL OR lease_owner = %(owner)s)",
+                {"ids": list(ids), "owner": owner},
             )
 
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:

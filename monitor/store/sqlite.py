@@ -470,12 +470,12 @@ class SqliteStore:
             ids,
         )
 
-    async def release(self, ids: Sequence[int]) -> None:
+    async def release(self, ids: Sequence[int], *, owner: str | None = None) -> None:
         await self._update(
             "release",
             "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
-            " WHERE status = 'pending' AND id = ?",
-            (),
+            " WHERE status = 'pending' AND (?1 IS NULL OR lease_owner = ?1) AND id = ?2",
+            (owner,),
             ids,
         )
 
