@@ -196,7 +196,7 @@ class PostgresStore:
             dsn, **{k: v for k, v in _DEFAULTS.items() if k not in params}
         )
         host, port, dbname = params.get("host"), params.get("port"), params.get("dbname")
-        self._where = f"{host or 'localhost'}:{port or 5432}/{dbname or '(default)'}"
+        self._where = f"{host or '(default host)'}:{port or 5432}/{dbname or '(default)'}"
         self._clock = clock
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
