@@ -82,7 +82,7 @@ def test_readyz_follows_the_source_and_metrics_carry_the_ticker(tmp_path: Path) 
             extra=f'[sinks.team]\ntype = "slack"\nwebhook_url = "{server.url_for(HOOK)}"\n',
         )
         with DaemonProcess(config) as daemon:
-            assert wait_for(lambda: get(f"{base}/readyz")[0] == 200, timeout=20), daemon.logs()
+            assert wait_for(lambda: get(f"{base}/readyz")[0] == 200, timeout=30), daemon.logs()
             status, metrics = get(f"{base}/metrics")
             assert status == 200
             values = gauges(metrics)
@@ -103,19 +103,19 @@ def test_readyz_follows_the_source_and_metrics_carry_the_ticker(tmp_path: Path) 
                     gauges(get(f"{base}/metrics")[1]).get(("ticker_rate", "timesca", "TMT/USD"))
                     == float(Decimal("0.28600"))
                 ),
-                timeout=10,
+                timeout=30,
             )
             assert wait_for(
                 lambda: (
                     'ticker_monitor_delivery_latency_seconds_count{sink="team"}'
                     in get(f"{base}/metrics")[1]
                 ),
-                timeout=10,
+                timeout=30,
             )
 
             # the source goes down: /readyz names it, /healthz stays up
             server.default = Reply(500, body=b"upstream broke")
-            assert wait_for(lambda: get(f"{base}/readyz")[0] == 503, timeout=15)
+            assert wait_for(lambda: get(f"{base}/readyz")[0] == 503, timeout=30)
             status, body = get(f"{base}/readyz")
             failing = json.loads(body)["failing"]
             assert list(failing) == ["timesca"]
@@ -138,7 +138,7 @@ def test_readyz_follows_the_source_and_metrics_carry_the_ticker(tmp_path: Path) 
             served += [get(f"{base}{path}")[1] for path in ("/", "/api/status", "/metrics")]
 
             server.default = None
-            assert wait_for(lambda: get(f"{base}/readyz")[0] == 200, timeout=15)
+            assert wait_for(lambda: get(f"{base}/readyz")[0] == 200, timeout=30)
             assert daemon.terminate() == 0
     for text in served:
         for secret in SECRETS:

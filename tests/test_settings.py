@@ -218,11 +218,12 @@ def test_secrets_directory_like_docker_secrets(
 
 
 def test_a_store_url_nothing_can_open_is_refused_without_echoing_it(tmp_path: Path) -> None:
-    for url in ("postgresql://monitor:hunter2@127.0.0.1/monitor", "mysql://u:hunter2@h/x", "x"):
+    for url in ("mysql://u:hunter2@h/x", "redis://:hunter2@h/0", "x"):
         found = problems(tmp_path, f'[monitor]\ndatabase = "{url}"\n{MINIMAL}')
         assert len(found) == 1
         assert found[0].startswith("monitor.database: no store can open")
         assert "sqlite://" in found[0]
+        assert "postgresql://" in found[0]
         assert "hunter2" not in found[0]
 
 
@@ -309,3 +310,16 @@ def test_environment_overrides_list_entries_by_index(
     monkeypatch.setenv("MONITOR_TARGETS__0__INTERVAL", "soon")
     (problem,) = problems(tmp_path, text)
     assert problem.startswith("targets[0].interval: expected a duration")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://monitor:hunter2@127.0.0.1/monitor",
+        "postgres://monitor:hunter2@db.internal:5433/monitor?sslmode=verify-full",
+    ],
+)
+def test_a_postgresql_url_is_accepted(tmp_path: Path, url: str) -> None:
+    settings = load_settings(write(tmp_path, f'[monitor]\ndatabase = "{url}"\n{MINIMAL}'))
+    assert settings.monitor.database.get_secret_value() == url
+    assert "hunter2" not in repr(settings.monitor)

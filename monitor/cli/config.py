@@ -87,6 +87,19 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, MASK if parts.fragment else ""))
 
 
+#: how pydantic writes a ``SecretStr`` in a JSON dump
+_PYDANTIC_MASK = "**********"
+
+
+def _one_marker(value: Any) -> Any:
+    """``value`` with pydantic's mask of each secret replaced by the project's one marker."""
+    if isinstance(value, dict):
+        return {k: _one_marker(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_one_marker(v) for v in value]
+    return MASK if value == _PYDANTIC_MASK else value
+
+
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, every secret masked.
 
@@ -94,7 +107,9 @@ def masked(settings: Settings) -> dict[str, Any]:
     query values, target header values are masked (``Authorization`` ...), and the database URL
     shows everything but its password.
     """
-    data: dict[str, Any] = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data: dict[str, Any] = _one_marker(
+        settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
     data["monitor"]["database"] = mask_url(settings.monitor.database.get_secret_value())
     for target in data["targets"]:
         target["url"] = mask_url(target["url"])

@@ -1,12 +1,21 @@
 """The durable state: per-target state, observation history and the outbox.
 
-:class:`Store` is the interface; ``monitor.store.sqlite`` implements it on a local file (the
-default) and a PostgreSQL backend will implement it for several instances. ``open_store`` picks the
-backend from the ``database`` setting.
+:class:`Store` is the interface; :class:`ClusterStore` adds what several instances on one database
+need to coordinate (membership, per-target leases, renewable outbox claims). Every backend
+implements both: ``monitor.store.sqlite`` on a local file (the default), ``monitor.store.postgres``
+for several instances on one PostgreSQL database, and ``monitor.store.memory`` in memory, for
+unit tests of other modules. ``open_store`` picks the backend from the ``database`` setting.
+``tests/test_store_contract.py`` is the contract every backend passes.
 
 The promise every backend keeps: ``commit_check`` writes the new target state, its history row and
 its outbox rows in ONE transaction, so a crash can neither lose an alert nor advance state without
 its alerts. Outbox rows are unique by ``dedup_key`` (insert-or-ignore).
+
+Time. The methods take the caller's ``now``. A backend owned by one process (SQLite, memory) uses
+it for everything. A backend shared by several hosts (PostgreSQL) uses its *own* clock wherever
+leases and due times are compared, never a host's, so hosts whose clocks disagree still agree on
+who holds what; it keeps the caller's ``now`` only as a record (``sent_at``, ``updated_at``,
+``created_at``) and translates durations (a retry ``next_attempt_at - now`` later) onto its clock.
 """
 
 from __future__ import annotations
@@ -64,6 +73,26 @@ class OutboxRow:
         return short_id(self.dedup_key)
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One instance registered in the store, and when it last said it was alive."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLease:
+    """Who checks a target, until when (by the store's clock)."""
+
+    target: str
+    owner: str
+    until: datetime
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect, create or migrate the schema.
@@ -118,8 +147,12 @@ class Store(Protocol):
 
     async def mark_dead(self, ids: Sequence[int], *, now: datetime, error: str) -> None: ...
 
-    async def release(self, ids: Sequence[int]) -> None:
-        """Give leased rows back untouched (graceful shutdown)."""
+    async def release(self, ids: Sequence[int], *, owner: str | None = None) -> None:
+        """Give leased rows back untouched (graceful shutdown).
+
+        With ``owner``, only the rows it still holds: a row another instance took over after this
+        one's lease lapsed keeps its new owner.
+        """
         ...
 
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
@@ -166,4 +199,64 @@ class Store(Protocol):
 
     async def sinks_with_pending(self) -> list[str]:
         """Sinks that have pending rows (to warn about rows for sinks no longer configured)."""
+        ...
+
+
+class ClusterStore(Store, Protocol):
+    """A store several instances share: who is there, who checks what, who sends what.
+
+    An instance id is also the ``owner`` of its target leases and its outbox claims, so
+    :meth:`leave` can release everything an instance holds. Leases are compared on the store's
+    clock (see the module's docstring). A backend owned by one process implements the same
+    methods on its own tables, so the daemon has one code path.
+    """
+
+    async def register(self, member: str, *, host: str, pid: int, now: datetime) -> None:
+        """Join, or join again after a restart: ``started_at`` and ``last_heartbeat`` are now."""
+        ...
+
+    async def heartbeat(self, member: str, *, now: datetime) -> bool:
+        """Say ``member`` is alive; False when it is not registered (forgotten: register again)."""
+        ...
+
+    async def members(self) -> list[Member]:
+        """Every registered instance, by id, with its last heartbeat."""
+        ...
+
+    async def forget_members(self, *, silent_for: float, now: datetime) -> int:
+        """Unregister instances whose last heartbeat is older than ``silent_for`` seconds; count
+        them. Their leases are not touched: those lapse on their own."""
+        ...
+
+    async def acquire_target(
+        self, target: str, *, owner: str, lease: float, now: datetime
+    ) -> datetime | None:
+        """Take the target's lease for ``lease`` seconds, or renew it if ``owner`` holds it.
+
+        Returns when the lease ends, or None while another owner holds a live one. Of several
+        instances asking at once, exactly one wins.
+        """
+        ...
+
+    async def release_target(self, target: str, *, owner: str) -> None:
+        """Give a target's lease up (if ``owner`` holds it), so another may take it at once."""
+        ...
+
+    async def target_leases(self) -> list[TargetLease]:
+        """Every target lease (live or lapsed), by target."""
+        ...
+
+    async def renew_claims(
+        self, ids: Sequence[int], *, owner: str, lease: float, now: datetime
+    ) -> list[int]:
+        """Extend ``owner``'s claims on pending outbox rows to ``lease`` seconds from now.
+
+        Returns the ids still held (ascending); a row missing from it was finished, released, or
+        taken over by another owner after the lease lapsed.
+        """
+        ...
+
+    async def leave(self, member: str) -> None:
+        """Clean shutdown: release every target lease and outbox claim ``member`` holds, and
+        unregister it."""
         ...

@@ -3,7 +3,9 @@
 - ``sqlite:///var/state.db`` — a file relative to the current directory (three slashes);
 - ``sqlite:////srv/monitor/state.db`` — an absolute path (four slashes);
 - ``sqlite:///:memory:`` — an in-memory database (tests; lost at exit);
-- ``postgresql://...`` / ``postgres://...`` — PostgreSQL (not available yet).
+- ``postgresql://user:password@host:5432/dbname?sslmode=verify-full`` (or ``postgres://``) —
+  PostgreSQL, for several instances on one database; any libpq parameter may follow the ``?``
+  (``monitor.store.postgres`` lists the useful ones).
 
 :data:`BACKENDS` is the registry: URL scheme → a function that builds the (not yet open) store.
 Adding a backend is one module and one line there. The URL may carry a password, so no error
@@ -17,12 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from monitor.errors import StoreError
-from monitor.store import Store
+from monitor.store import ClusterStore
 
 __all__ = ["BACKENDS", "open_store", "scheme_of"]
 
 
-def _sqlite(dsn: str) -> Store:
+def _sqlite(dsn: str) -> ClusterStore:
     from monitor.store.sqlite import SqliteStore  # noqa: PLC0415 -- only the chosen backend loads
 
     path = dsn.removeprefix("sqlite:///")
@@ -34,10 +36,20 @@ def _sqlite(dsn: str) -> Store:
     return SqliteStore(Path(path).absolute())
 
 
-#: URL scheme → the backend that opens it
-BACKENDS: Mapping[str, Callable[[str], Store]] = {"sqlite": _sqlite}
+def _postgres(dsn: str) -> ClusterStore:
+    from monitor.store.postgres import PostgresStore  # noqa: PLC0415 -- only the chosen backend loads
 
-_HINT = "expected sqlite:///PATH (value not shown)"
+    return PostgresStore(dsn)
+
+
+#: URL scheme → the backend that opens it
+BACKENDS: Mapping[str, Callable[[str], ClusterStore]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
+
+_HINT = "expected sqlite:///PATH or postgresql://... (value not shown)"
 
 
 def scheme_of(dsn: str) -> str:
@@ -46,12 +58,9 @@ def scheme_of(dsn: str) -> str:
     return scheme.lower() if sep else ""
 
 
-def open_store(dsn: str) -> Store:
+def open_store(dsn: str) -> ClusterStore:
     """Build (not yet open) the store named by ``dsn``; raise ``StoreError`` for an unusable one."""
-    scheme = scheme_of(dsn)
-    backend = BACKENDS.get(scheme)
+    backend = BACKENDS.get(scheme_of(dsn))
     if backend is None:
-        if scheme in ("postgresql", "postgres"):
-            raise StoreError("database: the PostgreSQL store is not available in this version")
         raise StoreError(f"database: {_HINT}")
     return backend(dsn)

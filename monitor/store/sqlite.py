@@ -11,7 +11,7 @@ error.
 Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
 microsecond, readable in the ``sqlite3`` shell, and ordered correctly by plain text comparison.
 
-Schema (version 1; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 2; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     targets       name PK, state_json, etag, last_modified, updated_at
     observations  id PK, target -> targets(name), observed_at, snapshot_json
@@ -20,15 +20,19 @@ Schema (version 1; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS`
                   status in (pending, sent, dead), attempts, created_at, next_attempt_at,
                   lease_owner, lease_until, last_error, memo, sent_at, updated_at
                   index (sink, status, id) for the strict per-sink claim order
+                  index (lease_owner) where leased, for releasing what an instance holds
+    instances     id PK, host, pid, started_at, last_heartbeat                       (version 2)
+    target_leases target PK, owner, lease_until                                      (version 2)
 
-A shared SQLite file is never safe across hosts; several instances need the PostgreSQL store.
+The cluster tables (:class:`monitor.store.ClusterStore`) work here as on PostgreSQL, on the
+caller's clock, so the daemon has one code path; but a shared SQLite file is never safe across
+hosts: several instances need the PostgreSQL store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -42,15 +46,24 @@ import structlog
 from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
-    DeliveryStatus,
-    Event,
     NewDelivery,
     Snapshot,
     TargetState,
     Validators,
     utc,
 )
-from monitor.store import Observation, OutboxCounts, OutboxRow
+from monitor.store import Member, Observation, OutboxCounts, OutboxRow, TargetLease
+from monitor.store.codec import (
+    OUTBOX_COLUMNS,
+    ROW_COLUMNS,
+    check_status,
+    dumps,
+    event_of,
+    listing,
+    observation,
+    outbox_row,
+    target_state,
+)
 
 log = structlog.get_logger("monitor.store")
 
@@ -101,6 +114,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX outbox_sink_status_id ON outbox (sink, status, id)",
     ),
+    (
+        # 2: instances and per-target leases (monitor.store.ClusterStore)
+        """
+        CREATE TABLE instances (
+            id             TEXT PRIMARY KEY,
+            host           TEXT NOT NULL,
+            pid            INTEGER NOT NULL,
+            started_at     TEXT NOT NULL,
+            last_heartbeat TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE target_leases (
+            target      TEXT PRIMARY KEY,
+            owner       TEXT NOT NULL,
+            lease_until TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX outbox_lease_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -109,8 +142,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: Rows deleted per transaction by ``expire_history``, so a large purge never holds the write
 #: lock (and every other store call queued behind it) for long.
 _EXPIRE_CHUNK = 5000
-
-_STATUSES = frozenset(s.value for s in DeliveryStatus)
 
 
 def _ts(moment: datetime) -> str:
@@ -136,10 +167,6 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
     if not used:
         return "", ()
     return " WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -194,7 +221,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class SqliteStore:
-    """:class:`monitor.store.Store` on a local SQLite file (or ``":memory:"``, for one process)."""
+    """:class:`monitor.store.ClusterStore` on a local SQLite file (or ``":memory:"``, for one
+    process)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
@@ -301,13 +329,7 @@ class SqliteStore:
         if row is None:
             return TargetState(), Validators()
         state_json, etag, last_modified = row
-        try:
-            state = TargetState.from_json(json.loads(state_json))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StoreError(
-                f"target {target!r}: the stored state is unreadable ({type(exc).__name__})"
-            ) from None
-        return state, Validators(etag=etag, last_modified=last_modified)
+        return target_state(target, state_json), Validators(etag, last_modified)
 
     async def commit_check(
         self,
@@ -322,10 +344,10 @@ class SqliteStore:
         def work(conn: sqlite3.Connection) -> int:
             # Serialize before taking the write lock: the lock is held only for the writes.
             at = _ts(observed_at)
-            state_json = _dumps(state.to_json())
-            snapshot_json = None if observed is None else _dumps(observed.to_json())
+            state_json = dumps(state.to_json())
+            snapshot_json = None if observed is None else dumps(observed.to_json())
             rows = [
-                (d.dedup_key, d.sink, d.event.target, d.check_id, _dumps(d.event.to_json()), at)
+                (d.dedup_key, d.sink, d.event.target, d.check_id, dumps(d.event.to_json()), at)
                 for d in deliveries
             ]
 
@@ -392,14 +414,9 @@ class SqliteStore:
                     break  # the head is backing off: everything behind it waits (strict order)
                 if lease_owner not in (None, owner) and (lease_until or "") > at:
                     break  # another worker holds a live lease on it
-                try:
-                    event = Event.from_json(json.loads(event_json))
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    # A row nobody can read would block its sink forever: dead-letter it.
-                    log.exception(
-                        "outbox_row_corrupt", sink=sink, id=row_id, error=type(exc).__name__
-                    )
-                    corrupt.append((f"unreadable event_json ({type(exc).__name__})", at, row_id))
+                event = event_of(event_json, sink=sink, row_id=row_id)
+                if isinstance(event, str):  # unreadable: dead-letter it rather than block
+                    corrupt.append((event, at, row_id))
                     continue
                 claimed.append(
                     Delivery(
@@ -479,12 +496,12 @@ class SqliteStore:
             ids,
         )
 
-    async def release(self, ids: Sequence[int]) -> None:
+    async def release(self, ids: Sequence[int], *, owner: str | None = None) -> None:
         await self._update(
             "release",
             "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
-            " WHERE status = 'pending' AND id = ?",
-            (),
+            " WHERE status = 'pending' AND (?1 IS NULL OR lease_owner = ?1) AND id = ?2",
+            (owner,),
             ids,
         )
 
@@ -570,26 +587,8 @@ class SqliteStore:
         Times are aware UTC datetimes; ``event`` is the stored event as a JSON object (None if the
         row is unreadable).
         """
-        if status is not None and status not in _STATUSES:
-            raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
-        columns = (
-            "id",
-            "dedup_key",
-            "sink",
-            "target",
-            "check_id",
-            "status",
-            "attempts",
-            "created_at",
-            "next_attempt_at",
-            "lease_owner",
-            "lease_until",
-            "last_error",
-            "memo",
-            "sent_at",
-            "updated_at",
-            "event_json",
-        )
+        check_status(status)
+        columns = OUTBOX_COLUMNS
         where = "" if status is None else " WHERE status = ?"
         params: tuple[object, ...] = (limit,) if status is None else (status, limit)
 
@@ -599,20 +598,10 @@ class SqliteStore:
                 params,
             ).fetchall()
 
-        out: list[dict[str, object]] = []
-        for values in await self._call("list_outbox", work):
-            row: dict[str, object] = dict(zip(columns, values, strict=True))
-            for key in ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at"):
-                text = row[key]
-                row[key] = _opt_dt(text) if isinstance(text, str) else None
-            raw = row.pop("event_json")
-            try:
-                row["event"] = json.loads(str(raw))
-            except ValueError:
-                row["event"] = None
-            row["short_id"] = str(row["dedup_key"])[:8]
-            out.append(row)
-        return out
+        return [
+            listing(values, lambda text: _dt(str(text)))
+            for values in await self._call("list_outbox", work)
+        ]
 
     async def history(
         self, *, target: str | None = None, since: datetime | None = None
@@ -627,15 +616,11 @@ class SqliteStore:
                 params,
             ).fetchall()
 
-        out: list[Observation] = []
-        for name, at, snapshot_json in await self._call("history", work):
-            try:
-                snapshot = Snapshot.from_json(json.loads(snapshot_json))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                log.warning("observation_unreadable", target=name, error=type(exc).__name__)
-                continue
-            out.append(Observation(target=name, observed_at=_dt(at), snapshot=snapshot))
-        return out
+        found = (
+            observation(name, _dt(at), snapshot_json)
+            for name, at, snapshot_json in await self._call("history", work)
+        )
+        return [o for o in found if o is not None]
 
     async def outbox_rows(
         self,
@@ -654,36 +639,15 @@ class SqliteStore:
 
         def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                "SELECT id, dedup_key, sink, target, status, attempts, created_at, updated_at,"  # noqa: S608 -- fixed conditions; values are bound
-                " next_attempt_at, sent_at, last_error, event_json"
-                f" FROM outbox{where} ORDER BY id DESC LIMIT ?",
+                f"SELECT {', '.join(ROW_COLUMNS)} FROM outbox{where}"  # noqa: S608 -- fixed columns and conditions; values are bound
+                " ORDER BY id DESC LIMIT ?",
                 (*params, max(limit, 0)),
             ).fetchall()
 
-        out: list[OutboxRow] = []
-        for row in await self._call("outbox_rows", work):
-            (row_id, key, sink, target, st, attempts, created, updated, due, sent, error, raw) = row
-            try:
-                event: Event | None = Event.from_json(json.loads(raw))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                event = None
-            out.append(
-                OutboxRow(
-                    id=row_id,
-                    dedup_key=key,
-                    sink=sink,
-                    target=target,
-                    status=st,
-                    attempts=attempts,
-                    created_at=_dt(created),
-                    updated_at=_dt(updated),
-                    next_attempt_at=_dt(due),
-                    sent_at=_opt_dt(sent),
-                    last_error=error,
-                    event=event,
-                )
-            )
-        return out
+        return [
+            outbox_row(values, lambda text: _dt(str(text)))
+            for values in await self._call("outbox_rows", work)
+        ]
 
     async def sinks_with_pending(self) -> list[str]:
         """Names of the sinks that have pending rows (to warn about sinks no longer configured)."""
@@ -697,6 +661,128 @@ class SqliteStore:
             ]
 
         return await self._call("sinks_with_pending", work)
+
+    # --- cluster -------------------------------------------------------------------------------
+
+    async def register(self, member: str, *, host: str, pid: int, now: datetime) -> None:
+        at = _ts(now)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO instances (id, host, pid, started_at, last_heartbeat)"
+                " VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
+                " pid = excluded.pid, started_at = excluded.started_at,"
+                " last_heartbeat = excluded.last_heartbeat",
+                (member, host, pid, at),
+            )
+
+        await self._write("register", write)
+
+    async def heartbeat(self, member: str, *, now: datetime) -> bool:
+        at = _ts(now)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "UPDATE instances SET last_heartbeat = ? WHERE id = ?", (at, member)
+                ).rowcount
+                > 0
+            )
+
+        return await self._write("heartbeat", write)
+
+    async def members(self) -> list[Member]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, str]]:
+            return conn.execute(
+                "SELECT id, host, pid, started_at, last_heartbeat FROM instances ORDER BY id"
+            ).fetchall()
+
+        return [
+            Member(id=i, host=h, pid=p, started_at=_dt(s), last_heartbeat=_dt(b))
+            for i, h, p, s, b in await self._call("members", work)
+        ]
+
+    async def forget_members(self, *, silent_for: float, now: datetime) -> int:
+        cutoff = _ts(now - timedelta(seconds=silent_for))
+
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM instances WHERE last_heartbeat < ?", (cutoff,)
+            ).rowcount
+
+        return await self._write("forget_members", write)
+
+    async def acquire_target(
+        self, target: str, *, owner: str, lease: float, now: datetime
+    ) -> datetime | None:
+        at = _ts(now)
+        until = _ts(now + timedelta(seconds=lease))
+
+        def write(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
+                " lease_until = excluded.lease_until"
+                " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
+                " RETURNING lease_until",
+                (target, owner, until, at),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        held = await self._write("acquire_target", write)
+        return None if held is None else _dt(held)
+
+    async def release_target(self, target: str, *, owner: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM target_leases WHERE target = ? AND owner = ?", (target, owner)
+            )
+
+        await self._write("release_target", write)
+
+    async def target_leases(self) -> list[TargetLease]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            return conn.execute(
+                "SELECT target, owner, lease_until FROM target_leases ORDER BY target"
+            ).fetchall()
+
+        return [
+            TargetLease(target=t, owner=o, until=_dt(u))
+            for t, o, u in await self._call("target_leases", work)
+        ]
+
+    async def renew_claims(
+        self, ids: Sequence[int], *, owner: str, lease: float, now: datetime
+    ) -> list[int]:
+        until = _ts(now + timedelta(seconds=lease))
+        wanted = sorted(set(ids))
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            return [
+                row_id
+                for row_id in wanted
+                if conn.execute(
+                    "UPDATE outbox SET lease_until = ? WHERE id = ? AND lease_owner = ?"
+                    " AND status = 'pending'",
+                    (until, row_id, owner),
+                ).rowcount
+            ]
+
+        if not wanted:
+            return []
+        return await self._write("renew_claims", write)
+
+    async def leave(self, member: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM target_leases WHERE owner = ?", (member,))
+            conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ? AND status = 'pending'",
+                (member,),
+            )
+            conn.execute("DELETE FROM instances WHERE id = ?", (member,))
+
+        await self._write("leave", write)
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]

@@ -1,0 +1,162 @@
+"""What every backend stores the same way: values as JSON text, and the outbox as operators see it.
+
+States, snapshots and events are kept as compact JSON text exactly as ``to_json`` writes them
+(decimals as strings, never through ``float``); reading one back that no longer parses is a
+:class:`~monitor.errors.StoreError` for a target's state, and a dead letter for an outbox row (a row
+nobody can read would otherwise block its sink for ever). :func:`listing` gives the operator's view
+of an outbox row (``list_outbox``) from its columns, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import structlog
+
+from monitor.errors import StoreError
+from monitor.models import DeliveryStatus, Event, Snapshot, TargetState
+from monitor.store import Observation, OutboxRow
+
+__all__ = [
+    "OUTBOX_COLUMNS",
+    "ROW_COLUMNS",
+    "check_status",
+    "dumps",
+    "event_of",
+    "listing",
+    "observation",
+    "outbox_row",
+    "target_state",
+]
+
+log = structlog.get_logger("monitor.store")
+
+#: what a stored JSON text that no longer reads as its value raises
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
+
+_STATUSES = frozenset(s.value for s in DeliveryStatus)
+
+#: the columns of ``list_outbox``, in the order :func:`listing` takes them
+OUTBOX_COLUMNS = (
+    "id",
+    "dedup_key",
+    "sink",
+    "target",
+    "check_id",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_until",
+    "last_error",
+    "memo",
+    "sent_at",
+    "updated_at",
+    "event_json",
+)
+_TIMES = ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at")
+
+
+def dumps(value: object) -> str:
+    """Compact JSON text, unicode kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def target_state(target: str, state_json: str) -> TargetState:
+    """A target's stored state; ``StoreError`` when it no longer reads."""
+    try:
+        return TargetState.from_json(json.loads(state_json))
+    except _UNREADABLE as exc:
+        raise StoreError(
+            f"target {target!r}: the stored state is unreadable ({type(exc).__name__})"
+        ) from None
+
+
+def event_of(event_json: str, *, sink: str, row_id: int) -> Event | str:
+    """An outbox row's event, or (logged) why it cannot be read: the row's dead-letter reason."""
+    try:
+        return Event.from_json(json.loads(event_json))
+    except _UNREADABLE as exc:
+        log.exception("outbox_row_corrupt", sink=sink, id=row_id, error=type(exc).__name__)
+        return f"unreadable event_json ({type(exc).__name__})"
+
+
+def check_status(status: str | None) -> None:
+    """``ValueError`` unless ``status`` is None or an outbox status."""
+    if status is not None and status not in _STATUSES:
+        raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
+
+
+def listing(
+    values: Sequence[object], time: Callable[[object], datetime | None]
+) -> dict[str, object]:
+    """An outbox row for operators, from its :data:`OUTBOX_COLUMNS` values.
+
+    Times become aware UTC datetimes (``time`` reads the backend's form; None stays None);
+    ``event`` is the stored event as a JSON object (None if it is unreadable); ``short_id`` is the
+    dedup id messages carry.
+    """
+    row: dict[str, object] = dict(zip(OUTBOX_COLUMNS, values, strict=True))
+    for key in _TIMES:
+        row[key] = None if row[key] is None else time(row[key])
+    raw = row.pop("event_json")
+    try:
+        row["event"] = json.loads(str(raw))
+    except ValueError:
+        row["event"] = None
+    row["short_id"] = str(row["dedup_key"])[:8]
+    return row
+
+
+#: the columns of ``outbox_rows``, in the order :func:`outbox_row` takes them
+ROW_COLUMNS = (
+    "id",
+    "dedup_key",
+    "sink",
+    "target",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "next_attempt_at",
+    "sent_at",
+    "last_error",
+    "event_json",
+)
+
+
+def outbox_row(values: Sequence[object], time: Callable[[object], datetime]) -> OutboxRow:
+    """An outbox row for operators from its :data:`ROW_COLUMNS` values (``time`` reads the
+    backend's form of a time); its ``event`` is None when it no longer reads."""
+    (row_id, key, sink, target, status, attempts, created, updated, due, sent, error, raw) = values
+    try:
+        event: Event | None = Event.from_json(json.loads(str(raw)))
+    except _UNREADABLE:
+        event = None
+    return OutboxRow(
+        id=int(str(row_id)),
+        dedup_key=str(key),
+        sink=str(sink),
+        target=str(target),
+        status=str(status),
+        attempts=int(str(attempts)),
+        created_at=time(created),
+        updated_at=time(updated),
+        next_attempt_at=time(due),
+        sent_at=None if sent is None else time(sent),
+        last_error=None if error is None else str(error),
+        event=event,
+    )
+
+
+def observation(target: str, observed_at: datetime, snapshot_json: str) -> Observation | None:
+    """A history row; None (and a warning) when its snapshot no longer reads."""
+    try:
+        snapshot = Snapshot.from_json(json.loads(snapshot_json))
+    except _UNREADABLE as exc:
+        log.warning("observation_unreadable", target=target, error=type(exc).__name__)
+        return None
+    return Observation(target=target, observed_at=observed_at, snapshot=snapshot)
