@@ -585,3 +585,47 @@ def corpus_html(text: str, form: str) -> str:
             f'<div class="content">\n{body}\n</div>\n{decoys_body()}</body></html>\n'
         )
     return page_html(f'<div class="content">\n{body}\n</div>\n', results_line=None, seed=11)
+
+
+# --- other sources: a bank's table in windows-1251, a JSON feed -------------------------------
+
+#: A Central Asian bank's rates in roubles: Cyrillic names around the codes, a decimal comma.
+BANK_RATES: dict[str, str] = {"USD": "89,50", "EUR": "97,13", "KZT": "0,1712"}
+BANK_NAMES = {"USD": "Доллар США", "EUR": "Евро", "KZT": "Казахстанский тенге"}
+#: The per-target pattern that reads :func:`bank_html` (with ``quote_currency = "RUB"`` and
+#: ``decimal_separator = ","``): a Cyrillic name, the code in parentheses, the rate.
+BANK_PATTERN = r"(?:[А-ЯЁа-яё]+ ?)+ \((?P<base>[A-Z]{3})\) (?P<rate>\d+,\d+)"
+
+
+def bank_html(rates: dict[str, str] | None = None, *, filler_kb: int = 20) -> str:
+    """A bank's page of rates in a table, with no ``<meta charset>``: only the HTTP header can
+    say it is windows-1251 (encode it so to serve it)."""
+    rates = BANK_RATES if rates is None else rates
+    rows = "".join(
+        f"<tr><td>{BANK_NAMES.get(code, code)} ({code})</td><td>{rate}</td></tr>"
+        for code, rate in rates.items()
+    )
+    body = (
+        '<div class="rates"><h2>Курсы валют на 16 мая 2025</h2>'
+        f"<table><tr><th>Валюта</th><th>Курс, руб.</th></tr>{rows}</table></div>"
+    )
+    return page_html(body, filler_kb=filler_kb).replace('<meta charset="utf-8">\n', "")
+
+
+#: The query that reads :func:`feed_json`.
+FEED_QUERY = "data.rates[*].{pair: symbol, rate: price, change_pct: pct}"
+
+
+def feed_json(quotes: Sequence[QuoteSpec] = SEED_QUOTES) -> str:
+    """A JSON feed of ``quotes`` as a marquee's XHR gets it, numbers written exactly as given
+    (``0.09650`` stays ``0.09650``; a change of ``None`` is ``null``)."""
+    items = ",\n    ".join(
+        f'{{"symbol": "{pair}", "price": {rate}, '
+        f'"pct": {"null" if change is None else change.removesuffix("%").replace("−", "-")}}}'
+        for pair, rate, change in quotes
+    )
+    return (
+        '{"status": "ok", "data": {"updated": "2025-05-16T10:00:00Z", "rates": [\n    '
+        + items
+        + "\n]}}\n"
+    )

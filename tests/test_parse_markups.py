@@ -317,13 +317,16 @@ def test_explain_lists_the_blocks_with_their_verdicts() -> None:
         '<div class="ticker">'
         + marquee_html(SEED_QUOTES, 8, form="pipes")
         + "</div><p>The KGS/USD = 0.01 rate was mentioned.</p>"
-        "<p>KGS/USD and friends</p><p>Rates: KGS/USD 0.01144</p>",
+        "<p>KGS/USD and friends</p><p>Rates: KGS/USD 0.01144</p><p>Updated 16/05/2025</p>"
+        "<p>KGS/USD rose to</p><p>-0.5%</p>",
         filler_kb=30,
     )
     result = explain(page)
     assert result.kind == "HTML"
-    verdicts = {c.verdict for c in result.candidates}
-    assert {"quote", "prose", "no pair"} <= verdicts
+    assert [c.verdict for c in result.candidates] == ["quote", "prose", "prose", "no pair"]
+    # blocks with a digit but no "/" are not tried: counted, a few shown
+    assert result.others > 10
+    assert result.examples == ("-0.5%", "Viewing results 1 - 6 of 12", "By Staff Writer 1 May 2025")
     (ticker,) = [c for c in result.candidates if c.verdict == "quote"]
     assert ticker.count == 8
     assert ticker.detail == "read " + ", ".join(q[0] for q in SEED_QUOTES)
