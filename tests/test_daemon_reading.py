@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from monitor.daemon import Daemon
+from monitor.settings import load_settings
 from tests.daemon_harness import alerts, outbox_rows, run_once, write_config
 from tests.pages import (
     BANK_PATTERN,
@@ -24,7 +27,7 @@ from tests.pages import (
     feed_json,
     ticker_html,
 )
-from tests.servers import ThreadedPageServer
+from tests.servers import PageServer, ThreadedPageServer
 from tests.test_cli import cli, one_line_error
 
 pytestmark = pytest.mark.slow
@@ -143,3 +146,16 @@ def test_invalid_selectors_and_queries_stop_validate_and_start_up(
         line = one_line_error(cli(command, "--config", str(config), cwd=tmp_path), 2)
         assert line.startswith("ticker-monitor: config error: " + problem), line
     assert not (tmp_path / "state.db").exists()
+
+
+async def test_a_pattern_that_leaves_items_unread_is_logged(tmp_path: Path) -> None:
+    page = "<html><body><marquee>USD 87.45 EUR 95.10 RUB 1.05</marquee></body></html>"
+    target = "pattern = '(?P<base>USD|EUR) (?P<rate>[0-9.]+)'\nquote_currency = \"KGS\""
+    async with PageServer(page) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",), target_extra=target)
+        with structlog.testing.capture_logs() as logs:
+            results = await Daemon(load_settings(config)).run_once()
+    assert [r.outcome for r in results] == ["observed"]
+    (warning,) = [e for e in logs if e["event"] == "ticker_partly_read"]
+    assert warning["log_level"] == "warning"
+    assert "left 'RUB 1.05' unread" in warning["detail"]
