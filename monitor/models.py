@@ -158,8 +158,9 @@ class Reading:
 
     As in :class:`Quote`, ``rate_text``/``change_text`` keep the page's own text for display
     (:attr:`rate_as_written`, :attr:`change_as_written`) and never take part in a comparison.
-    :meth:`values_json` is what identifies a reading (values only); :meth:`to_json` adds the
-    texts that differ from the exact decimal strings, so that a stored event still shows them.
+    :meth:`values_json` is a reading's identity (its values only: what an event id is to be
+    derived from); :meth:`to_json` adds the texts that differ from the exact decimal strings, so
+    that a stored event still shows them after a restart.
     """
 
     rate: Decimal | None
@@ -184,7 +185,7 @@ class Reading:
         return _as_written(self.change_text, self.change_pct)
 
     def values_json(self) -> dict[str, str | None]:
-        """The values alone, as exact decimal strings: what an event's identity is made of."""
+        """The values alone, as exact decimal strings: the reading's identity."""
         return {"rate": _dec(self.rate), "change_pct": _dec(self.change_pct)}
 
     def to_json(self) -> dict[str, str | None]:

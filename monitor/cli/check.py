@@ -175,10 +175,11 @@ def _table(snapshot: Snapshot) -> str:
 
 
 def _explanation_text(explanation: Explanation) -> str:
-    total = explanation.total
-    what = "element(s) of the query's result" if explanation.kind == "JSON" else "block(s)"
-    what += "" if explanation.kind == "JSON" else " with a digit"
-    shown = len(explanation.candidates)
+    total, shown = explanation.total, len(explanation.candidates)
+    if explanation.kind == "JSON":
+        what = "element(s) in what the query yields"
+    else:
+        what = "block(s) that could hold a quote"
     lines = [
         f"explain: {explanation.kind}; {total} {what}"
         + (f", the first {shown} shown:" if shown < total else ":")
@@ -188,6 +189,13 @@ def _explanation_text(explanation: Explanation) -> str:
         times = f"x{c.count}" if c.count > 1 else ""
         lines.append(f"{n:4}. {c.verdict:<{width}}  {times:>4}  {c.text}")
         lines.append(f"      {'':<{width}}        {c.detail}")
+    if explanation.others:
+        examples = "; ".join(repr(e) for e in explanation.examples)
+        lines.append(
+            f"and {explanation.others} block(s) with a digit but no BASE/QUOTE pair, not tried "
+            f"({examples}{'; ...' if explanation.others > len(explanation.examples) else ''}): "
+            "a site that writes its quotes without one needs --pattern"
+        )
     return "\n".join(lines)
 
 
@@ -235,13 +243,22 @@ def run(args: argparse.Namespace) -> int:
             "quotes": [_quote_json(q) for q in snapshot.quotes],
         }
         if explained is not None:
-            out["explain"] = [c.to_json() for c in explained.candidates]
+            out["explain"] = _explanation_json(explained)
         print(json.dumps(out, ensure_ascii=False))
     else:
         if explained is not None:
             print(_explanation_text(explained), end="\n\n")
         print(_table(snapshot))
     return EXIT_OK
+
+
+def _explanation_json(explanation: Explanation) -> dict[str, Any]:
+    return {
+        "kind": explanation.kind,
+        "total": explanation.total,
+        "blocks": [c.to_json() for c in explanation.candidates],
+        "others": explanation.others,
+    }
 
 
 def _print_explanation(
@@ -251,11 +268,7 @@ def _print_explanation(
     if explained is None:
         return
     if args.json:
-        out = {
-            "source": label,
-            "error": error,
-            "explain": [c.to_json() for c in explained.candidates],
-        }
+        out = {"source": label, "error": error, "explain": _explanation_json(explained)}
         print(json.dumps(out, ensure_ascii=False))
     else:
         print(_explanation_text(explained))

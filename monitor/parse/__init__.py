@@ -176,7 +176,7 @@ _DIGIT: Final = re.compile("[0-9]")
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One distinct block that could have held a quote (it holds a digit), and its verdict.
+    """One distinct block that could have held a quote, and its verdict.
 
     ``verdict`` is ``quote``, ``no pair``, ``no rate``, ``prose``, ``pattern mismatch`` or ``too
     long``; ``detail`` says what was read or why not; ``count`` is how often the block occurs.
@@ -198,11 +198,24 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    """The candidate blocks of a page in document order (the first ``limit`` of ``total``)."""
+    """The candidate blocks of a page in document order (the first ``limit`` of ``total``).
 
-    kind: str  # "HTML" or "text"
+    A candidate is a block the grammar tries: with the default grammar one that holds a digit and
+    a ``/`` (a ``BASE/QUOTE`` pair needs it), with a pattern one that holds a digit. ``others``
+    counts the distinct blocks that hold a digit but were not tried (no ``/``), ``examples`` shows
+    the first few of them: a site that writes ``USD 69.74`` needs a pattern.
+    """
+
+    kind: str  # "HTML", "text" or "JSON"
     candidates: tuple[Candidate, ...]
     total: int
+    others: int = 0
+    examples: tuple[str, ...] = ()
+
+
+def _shown(block: str) -> str:
+    line = normalise(block)
+    return line if len(line) <= _SHOWN else line[: _SHOWN - 1] + "…"
 
 
 def explain(
@@ -213,7 +226,7 @@ def explain(
     charset: str | None = None,
     limit: int = 20,
 ) -> Explanation:
-    """The blocks of ``page`` that hold a digit, each with what it read as and why.
+    """The blocks of ``page`` that the grammar tries, each with what it read as and why.
 
     Reads the whole page (no quick cut, nothing passed over) and, with a ``selector``, only the
     blocks in the matched elements. Raises ``ParseError`` as :func:`parse` does for a selector
@@ -229,15 +242,18 @@ def explain(
         kind, entries = "text", list(text_blocks(text, grammar, everything=True))
     else:
         kind, entries = "HTML", list(blocks(raw, selector))
-    counts: dict[str, int] = {}
+    tried: dict[str, int] = {}
+    others: dict[str, None] = {}
     for payload, chosen in entries:
         if chosen and isinstance(payload, str) and _DIGIT.search(payload):
             block = payload.strip()
-            counts[block] = counts.get(block, 0) + 1
+            if grammar.pattern is not None or "/" in block:
+                tried[block] = tried.get(block, 0) + 1
+            else:
+                others[block] = None
     shown = []
-    for block, times in list(counts.items())[: max(0, limit)]:
+    for block, times in list(tried.items())[: max(0, limit)]:
         verdict, detail = diagnose(block, grammar)
-        line = normalise(block)
-        line = line if len(line) <= _SHOWN else line[: _SHOWN - 1] + "…"
-        shown.append(Candidate(line, times, verdict, detail))
-    return Explanation(kind, tuple(shown), len(counts))
+        shown.append(Candidate(_shown(block), times, verdict, detail))
+    examples = tuple(_shown(block) for block in list(others)[:3])
+    return Explanation(kind, tuple(shown), len(tried), len(others), examples)

@@ -236,7 +236,8 @@ _ITEM: Final = {
 }
 #: An item anywhere, however it ends (for explanations).
 _ITEM_ANYWHERE: Final = {sep: re.compile(_item_src(sep)) for sep in ".,"}
-_PAIR: Final = re.compile(rf"\b{_CODE} ?/ ?{_CODE}\b")
+_LETTERED: Final = rf"(?=[0-9]{{0,9}}[A-Z]){_CODE}"
+_PAIR: Final = re.compile(rf"\b{_LETTERED} ?/ ?{_LETTERED}\b")
 
 
 def _run(line: str, sep: str) -> tuple[list[re.Match[str]], int]:
