@@ -21,13 +21,12 @@ import structlog
 from monitor.detect import FetchFailed, Observed, Outcome, ParseFailed, Policy, implausible_pairs
 from monitor.detect import step as detect_step
 from monitor.errors import FetchError, ParseError
-from monitor.feed import FeedQuery
 from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
 from monitor.logs import bind_check, unbind_check
 from monitor.metrics import Metrics
 from monitor.models import Snapshot, TargetState, Validators
 from monitor.parse import Grammar
-from monitor.reader import read_body
+from monitor.reader import Reader
 from monitor.route import Route, route
 from monitor.settings import TargetConfig
 from monitor.store import Store
@@ -59,11 +58,12 @@ class TargetPlan:
     fetch_policy: FetchPolicy
     detect_policy: Policy
     headers: dict[str, str]
-    #: the compiled ``json_query`` of a JSON feed (None for a page)
-    query: FeedQuery | None = field(init=False, compare=False)
+    #: how its responses are read: selector and grammar, or the compiled ``json_query``
+    reader: Reader = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "query", self.config.feed_query())
+        reader = Reader(self.config.selector, self.grammar, self.config.feed_query())
+        object.__setattr__(self, "reader", reader)
 
     @property
     def name(self) -> str:
@@ -89,13 +89,7 @@ def read_snapshot(body: bytes, plan: TargetPlan, *, content_type: str = "") -> S
     """Read a response (a page, or a JSON feed with ``json_query``) in the charset its
     ``content_type`` declares, and keep only the target's configured pairs (all when none are).
     """
-    result = read_body(
-        body,
-        content_type=content_type,
-        selector=plan.config.selector,
-        grammar=plan.grammar,
-        query=plan.query,
-    )
+    result = plan.reader.read(body, content_type)
     snapshot = result.snapshot
     for warning in result.warnings:
         log.warning("ticker_partly_read", detail=warning)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from monitor.errors import ParseError
 from monitor.feed import compile_query, explain_feed, is_json, read_feed
 from monitor.parse import Grammar
-from monitor.reader import read_body
+from monitor.reader import Reader
 
 FEED = b"""{"data": {"updated": "2025-05-16T10:00:00Z", "rates": [
   {"symbol": "KGS/USD", "price": 0.01144, "pct": 0},
@@ -24,6 +24,7 @@ FEED = b"""{"data": {"updated": "2025-05-16T10:00:00Z", "rates": [
   {"symbol": "TMT/USD", "price": 0.28575, "pct": -0.14}
 ]}}"""
 QUERY = compile_query("data.rates[*].{pair: symbol, rate: price, change_pct: pct}")
+QUERY_ALL = compile_query("[*]")
 
 
 def read(body: bytes | str, query: str, **kwargs: Any) -> list[tuple[str, str, str | None]]:
@@ -218,14 +219,22 @@ def test_content_types_and_the_reader() -> None:
     assert is_json("text/json")
     assert not is_json("text/html")
     assert not is_json("")
-    assert [q.pair for q in read_body(FEED, query=QUERY).snapshot.quotes][:1] == ["KGS/USD"]
+    feed = Reader(query=QUERY)
+    assert [q.pair for q in feed.read(FEED).snapshot.quotes][:1] == ["KGS/USD"]
     # with a query, JSON is read whatever the Content-Type says; a page that is not JSON says so
-    assert len(read_body(FEED, content_type="text/plain", query=QUERY).snapshot.quotes) == 5
+    assert len(feed.read(FEED, "text/plain").snapshot.quotes) == 5
     with pytest.raises(ParseError, match="the response is text/html, not JSON"):
-        read_body(b"<p>KGS/USD = 1</p>", content_type="text/html; charset=utf-8", query=QUERY)
+        feed.read(b"<p>KGS/USD = 1</p>", "text/html; charset=utf-8")
     # without a query, a JSON response that the page parser cannot read gets a hint
     with pytest.raises(ParseError, match="the response is JSON: read it with a json_query"):
-        read_body(FEED, content_type="application/json")
+        Reader().read(FEED, "application/json")
+    # the header's charset, unless the reader is told another
+    body = '[{"pair": "USD/RUB", "rate": "89,50", "name": "доллар"}]'.encode("cp1251")
+    comma = Grammar.from_config(decimal_separator=",")
+    read = Reader(grammar=comma, query=QUERY_ALL).read(body, "application/json; charset=cp1251")
+    assert read.snapshot.quotes[0].pair == "USD/RUB"
+    forced = Reader(grammar=comma, query=QUERY_ALL, charset="windows-1251").read(body, "text/plain")
+    assert forced.snapshot.quotes[0].rate == Decimal("89.50")
 
 
 def test_explain_shows_each_element_and_why() -> None:

@@ -22,11 +22,11 @@ from monitor.cli.common import (
     fail,
 )
 from monitor.errors import FetchError, ParseError
-from monitor.feed import FeedQuery, compile_query
+from monitor.feed import compile_query
 from monitor.fetch import FetchPolicy, fetch_once, safe_url
 from monitor.models import Quote, Snapshot
 from monitor.parse import Explanation, Grammar, check_selector
-from monitor.reader import explain_body, read_body
+from monitor.reader import Reader
 
 DEFAULT_MAX_BYTES = 20_000_000
 EXPLAIN_LIMIT = 20
@@ -123,8 +123,8 @@ def _read_source(source: str, timeout: float, max_bytes: int) -> tuple[bytes, st
     return data, "", label
 
 
-def _options(args: argparse.Namespace) -> tuple[Grammar, FeedQuery | None]:
-    """The grammar and the JSON query the options ask for; a usage error (exit 2) if invalid."""
+def _reader(args: argparse.Namespace) -> Reader:
+    """How the options say to read the source; a usage error (exit 2) if they are invalid."""
     try:
         grammar = Grammar.from_config(
             pattern=args.pattern,
@@ -151,7 +151,7 @@ def _options(args: argparse.Namespace) -> tuple[Grammar, FeedQuery | None]:
         fail(EXIT_USAGE, f"--charset: {args.charset!r} is not an encoding label a browser knows")
     if args.max_bytes < 1 or args.timeout <= 0 or args.explain_limit < 0:
         fail(EXIT_USAGE, "--max-bytes and --timeout must be positive, --explain-limit not negative")
-    return grammar, query
+    return Reader(args.selector, grammar, query, args.charset)
 
 
 def _quote_json(quote: Quote) -> dict[str, Any]:
@@ -200,31 +200,16 @@ def _explanation_text(explanation: Explanation) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    grammar, query = _options(args)
+    reader = _reader(args)
     body, content_type, label = _read_source(args.source, args.timeout, args.max_bytes)
     explained: Explanation | None = None
     if args.explain:
         try:
-            explained = explain_body(
-                body,
-                content_type=content_type,
-                selector=args.selector,
-                grammar=grammar,
-                query=query,
-                charset=args.charset,
-                limit=args.explain_limit,
-            )
+            explained = reader.explain(body, content_type, limit=args.explain_limit)
         except ParseError:
             explained = None  # the same error comes again from reading, below
     try:
-        result = read_body(
-            body,
-            content_type=content_type,
-            selector=args.selector,
-            grammar=grammar,
-            query=query,
-            charset=args.charset,
-        )
+        result = reader.read(body, content_type)
     except ParseError as exc:
         _print_explanation(explained, args, label, error=str(exc))
         reason = str(exc)

@@ -135,11 +135,8 @@ def parse_page(
 ) -> ParseResult:
     """:func:`parse`, with the warnings a caller should log (see :class:`ParseResult`)."""
     grammar = DEFAULT_GRAMMAR if grammar is None else grammar
-    raw, text = _decoded(page, charset)
+    raw, text = _decoded(page, charset, selector)
     if text is not None:
-        if selector is not None:
-            _selector_or_parse_error(selector)
-            raise ParseError(f"selector {selector!r} given, but the page is not HTML")
         result = assemble(text_blocks(text, grammar), grammar, truncated=False)
         if result is None:
             how = "" if grammar.pattern is None else " (no line matches the target's pattern)"
@@ -148,23 +145,25 @@ def parse_page(
     return read_html(raw, selector, grammar)
 
 
-def _decoded(page: bytes | str, charset: str | None) -> tuple[bytes, str | None]:
-    """The page as UTF-8 bytes, and as text when it is not HTML (else None)."""
+def _decoded(
+    page: bytes | str, charset: str | None, selector: str | None
+) -> tuple[bytes, str | None]:
+    """The page as UTF-8 bytes, and as text when it is not HTML (else None).
+
+    A selector for a text page is a ParseError (an invalid one says so first).
+    """
     if isinstance(page, str):
-        if not is_html(page):
-            return b"", page
-        return page.encode("utf-8", "replace"), None
-    raw = to_utf8(bytes(page), charset)
-    if not is_html(raw):
-        return b"", raw.decode("utf-8", "replace")
-    return raw, None
-
-
-def _selector_or_parse_error(selector: str) -> None:
-    try:
-        check_selector(selector)
-    except ValueError as exc:
-        raise ParseError(str(exc)) from None
+        raw, text = (page.encode("utf-8", "replace"), None) if is_html(page) else (b"", page)
+    else:
+        raw = to_utf8(bytes(page), charset)
+        raw, text = (raw, None) if is_html(raw) else (b"", raw.decode("utf-8", "replace"))
+    if text is not None and selector is not None:
+        try:
+            check_selector(selector)
+        except ValueError as exc:
+            raise ParseError(str(exc)) from None
+        raise ParseError(f"selector {selector!r} given, but the page is not HTML")
+    return raw, text
 
 
 # --- explanations ----------------------------------------------------------------------------
@@ -233,12 +232,9 @@ def explain(
     that is invalid, matches nothing or is given for a text page.
     """
     grammar = DEFAULT_GRAMMAR if grammar is None else grammar
-    raw, text = _decoded(page, charset)
+    raw, text = _decoded(page, charset, selector)
     entries: list[Entry] | None = None
     if text is not None:
-        if selector is not None:
-            _selector_or_parse_error(selector)
-            raise ParseError(f"selector {selector!r} given, but the page is not HTML")
         kind, entries = "text", list(text_blocks(text, grammar, everything=True))
     else:
         kind, entries = "HTML", list(blocks(raw, selector))
