@@ -38,7 +38,14 @@ from monitor.errors import ParseError
 from monitor.models import Quote, Snapshot
 from monitor.parse import Candidate, Explanation, Grammar, ParseResult
 from monitor.parse.assemble import MAX_WARNINGS, dedup
-from monitor.parse.items import DEFAULT_GRAMMAR, make_quote, read_change, read_number, split_pair
+from monitor.parse.items import (
+    DEFAULT_GRAMMAR,
+    make_quote,
+    read_change,
+    read_number,
+    shown,
+    split_pair,
+)
 
 __all__ = ["FeedQuery", "compile_query", "explain_feed", "is_json", "read_feed"]
 
@@ -322,12 +329,12 @@ def _shown(value: object) -> str:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+    return shown(text, _SHOWN)
 
 
 def _outline(document: object) -> str:
     if isinstance(document, dict):
-        keys = ", ".join(str(k) for k in list(document)[:10])
+        keys = ", ".join(shown(str(k), 30) for k in list(document)[:10])
         return f"the document is an object with keys: {keys}" if keys else "the document is {}"
     if isinstance(document, list):
         return f"the document is a list of {len(document)} element(s)"
@@ -348,7 +355,7 @@ def explain_feed(
     result = query.search(document)
     if result is None or result == []:
         nothing = Candidate(
-            f"{query.expression} -> {_shown(result)}", 1, "no match", _outline(document)
+            _cut(f"{query.expression} -> {_shown(result)}"), 1, "no match", _outline(document)
         )
         return Explanation("JSON", (nothing,), 1)
     try:

@@ -372,3 +372,12 @@ def test_explain_agrees_with_parse(form: str) -> None:
     assert [p for c in read for p in c.detail.removeprefix("read ").split(", ")] == [
         q.pair for q in parse(page).quotes
     ]
+
+
+def test_explain_never_prints_a_pages_control_characters() -> None:
+    page = "<p>KGS/USD \x1b[2J\x1b]0;owned\x07 = 1 0%</p><p>\x1b[31mUSD 1\x1b[0m</p>"
+    explanation = explain(page)
+    texts = [c.text + c.detail for c in explanation.candidates] + list(explanation.examples)
+    assert texts
+    assert not [t for t in texts if "\x1b" in t or "\x07" in t]
+    assert "\ufffd[2J" in explanation.candidates[0].text

@@ -89,7 +89,7 @@ from monitor.errors import ParseError
 from monitor.models import Snapshot
 from monitor.parse.assemble import Entry, ParseResult, assemble
 from monitor.parse.html import MAX_DEPTH, MAX_HTML_BYTES, blocks, check_selector, is_html, read_html
-from monitor.parse.items import DEFAULT_GRAMMAR, MAX_LINE, Grammar, diagnose, normalise
+from monitor.parse.items import DEFAULT_GRAMMAR, MAX_LINE, Grammar, diagnose, shown
 from monitor.parse.text import text_blocks
 
 __all__ = [
@@ -212,11 +212,6 @@ class Explanation:
     examples: tuple[str, ...] = ()
 
 
-def _shown(block: str) -> str:
-    line = normalise(block)
-    return line if len(line) <= _SHOWN else line[: _SHOWN - 1] + "…"
-
-
 def explain(
     page: bytes | str,
     *,
@@ -247,9 +242,9 @@ def explain(
                 tried[block] = tried.get(block, 0) + 1
             else:
                 others[block] = None
-    shown = []
+    listed = []
     for block, times in list(tried.items())[: max(0, limit)]:
         verdict, detail = diagnose(block, grammar)
-        shown.append(Candidate(_shown(block), times, verdict, detail))
-    examples = tuple(_shown(block) for block in list(others)[:3])
-    return Explanation(kind, tuple(shown), len(tried), len(others), examples)
+        listed.append(Candidate(shown(block, _SHOWN), times, verdict, detail))
+    examples = tuple(shown(block, _SHOWN) for block in list(others)[:3])
+    return Explanation(kind, tuple(listed), len(tried), len(others), examples)

@@ -48,6 +48,7 @@ __all__ = [
     "read_block",
     "read_change",
     "read_number",
+    "shown",
 ]
 
 #: Blocks longer than this (after normalising) are never read.
@@ -361,8 +362,10 @@ def read_block(line: str, grammar: Grammar) -> tuple[Quote, ...]:
     return _custom_block(line, grammar, grammar.pattern)
 
 
-def _fragment(text: str, width: int = 40) -> str:
-    text = text.strip()
+def shown(text: str, width: int = 40) -> str:
+    """``text`` for a human: normalised, unprintable characters (a page's escape sequences) as
+    U+FFFD, cut to ``width`` characters."""
+    text = "".join(c if c.isprintable() else "\ufffd" for c in normalise(text))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -381,7 +384,7 @@ def diagnose(line: str, grammar: Grammar) -> tuple[str, str]:
         if match is None:
             return "pattern mismatch", "the pattern does not match"
         return "pattern mismatch", (
-            f"the pattern matched {_fragment(match.group(0))!r}, but not a readable rate and pair"
+            f"the pattern matched {shown(match.group(0))!r}, but not a readable rate and pair"
         )
     return _why_not_items(text, grammar.decimal_separator)
 
@@ -390,13 +393,13 @@ def _why_not_items(text: str, sep: str) -> tuple[str, str]:
     """Why the default grammar reads no items in a normalised block."""
     found, stopped = _run(text, sep)
     if found:
-        return "prose", f"items, then other text: {_fragment(text[stopped:])!r}"
+        return "prose", f"items, then other text: {shown(text[stopped:])!r}"
     anywhere = _ITEM_ANYWHERE[sep].search(text)
     if anywhere is not None:
         before, after = text[: anywhere.start()], text[anywhere.end() :]
         other = before if before.strip() else after
-        return "prose", f"an item with other text around it: {_fragment(other)!r}"
+        return "prose", f"an item with other text around it: {shown(other)!r}"
     pair = _PAIR.search(text)
     if pair is None:
         return "no pair", "no BASE/QUOTE pair of codes"
-    return "no rate", f"{pair.group(0)}, but no rate after it: {_fragment(text[pair.end() :])!r}"
+    return "no rate", f"{pair.group(0)}, but no rate after it: {shown(text[pair.end() :])!r}"
