@@ -293,7 +293,7 @@ def _default_block(line: str, sep: str) -> tuple[Quote, ...]:
 
 
 def custom_quote(groups: Mapping[str, str | None], grammar: Grammar) -> Quote | None:
-    """The quote of one match of a pattern (or of one element of a JSON feed); None if unreadable."""
+    """The quote of one match of a pattern (its named groups); None if unreadable."""
     rate_raw = groups.get("rate")
     if rate_raw is None:
         return None
