@@ -9,7 +9,10 @@ teasers of made-up prose, a footer with scripts), checks what ``parse`` reads fr
 * the HTML page as bytes (what the daemon hands over), without a selector;
 * the same with ``selector=".ticker"``;
 * the same page as ``str``;
-* the plain-text seed (the text rendering of the marquee and date line).
+* the plain-text seed (the text rendering of the marquee and date line);
+* for reference, in the same run: the time selectolax (Lexbor) takes to build the whole DOM of
+  that page (``LexborHTMLParser(page_bytes)``), so that the figures above read as ratios on a
+  shared, noisy machine (``parse / DOM``).
 
 Run it standalone: ``.venv/bin/python bench/parse.py [--rounds N] [--iterations N]``.
 """
@@ -28,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from selectolax.lexbor import LexborHTMLParser  # noqa: E402 -- after the sys.path line
 
 from monitor.models import Snapshot  # noqa: E402 -- after the sys.path line, for a plain checkout
 from monitor.parse import parse  # noqa: E402 -- same
@@ -78,12 +83,17 @@ def measure(
     return samples, medians
 
 
-def report(label: str, samples: list[float], medians: list[float]) -> None:
+def report(
+    label: str, samples: list[float], medians: list[float], reference: float | None = None
+) -> None:
+    """One line of figures; with ``reference`` (the DOM build's median), the ratio to it."""
     ordered = sorted(samples)
     deciles = statistics.quantiles(ordered, n=10)
+    median = statistics.median(ordered)
+    ratio = "" if reference is None else f"  = {median / reference:4.2f} x DOM"
     print(
-        f"{label:<34} median {statistics.median(ordered):6.3f}  "
-        f"p10 {deciles[0]:6.3f}  p90 {deciles[-1]:6.3f}  min {ordered[0]:6.3f}  "
+        f"{label:<36} median {median:6.3f}  "
+        f"p10 {deciles[0]:6.3f}  p90 {deciles[-1]:6.3f}  min {ordered[0]:6.3f}{ratio}  "
         f"round medians {' '.join(f'{m:.3f}' for m in medians)}"
     )
 
@@ -108,13 +118,28 @@ def main() -> None:
     ]
     for label, func in cases:
         check(func(), label)
+    dom_label = f"reference: DOM of the {len(page_bytes) // 1024} KB page"
+
+    def build_dom() -> object:
+        return LexborHTMLParser(page_bytes)
 
     print(
         f"parse(): {opts.rounds} rounds x {opts.iterations} iterations after "
         f"{opts.warmup} warm-up calls; times per call in ms (Python {sys.version.split()[0]})"
     )
-    for label, func in cases:
-        report(label, *measure(func, opts.rounds, opts.iterations, opts.warmup))
+    # the reference is measured before and after the cases, so that a change of load on the
+    # machine shows in it as much as in them
+    dom_samples, dom_medians = measure(build_dom, opts.rounds, opts.iterations, opts.warmup)
+    timed = [
+        (label, *measure(func, opts.rounds, opts.iterations, opts.warmup)) for label, func in cases
+    ]
+    samples, medians = measure(build_dom, opts.rounds, opts.iterations, opts.warmup)
+    dom_samples += samples
+    dom_medians += medians
+    reference = statistics.median(dom_samples)
+    for label, case_samples, case_medians in timed:
+        report(label, case_samples, case_medians, reference)
+    report(dom_label, dom_samples, dom_medians)
 
 
 if __name__ == "__main__":

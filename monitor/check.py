@@ -13,7 +13,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
@@ -25,7 +25,8 @@ from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
 from monitor.logs import bind_check, unbind_check
 from monitor.metrics import Metrics
 from monitor.models import Snapshot, TargetState, Validators
-from monitor.parse import Grammar, parse
+from monitor.parse import Grammar
+from monitor.reader import Reader
 from monitor.route import Route, route
 from monitor.settings import TargetConfig
 from monitor.store import Store
@@ -60,6 +61,12 @@ class TargetPlan:
     fetch_policy: FetchPolicy
     detect_policy: Policy
     headers: dict[str, str]
+    #: how its responses are read: selector and grammar, or the compiled ``json_query``
+    reader: Reader = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        reader = Reader(self.config.selector, self.grammar, self.config.feed_query())
+        object.__setattr__(self, "reader", reader)
 
     @property
     def name(self) -> str:
@@ -76,12 +83,19 @@ class TargetPlan:
         """A digest of the settings that decide what a page reads as."""
         c = self.config
         parts = [c.url, c.selector, c.pattern, c.quote_currency, c.decimal_separator, *c.pairs]
+        if c.json_query is not None:  # left out when unset: the digests of pages stay as they were
+            parts.append(f"json_query={c.json_query}")
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def read_snapshot(body: bytes, plan: TargetPlan) -> Snapshot:
-    """Parse a page and keep only the target's configured pairs (all when none are configured)."""
-    snapshot = parse(body, selector=plan.config.selector, grammar=plan.grammar)
+def read_snapshot(body: bytes, plan: TargetPlan, *, content_type: str = "") -> Snapshot:
+    """Read a response (a page, or a JSON feed with ``json_query``) in the charset its
+    ``content_type`` declares, and keep only the target's configured pairs (all when none are).
+    """
+    result = plan.reader.read(body, content_type)
+    snapshot = result.snapshot
+    for warning in result.warnings:
+        log.warning("ticker_partly_read", detail=warning)
     if snapshot.conflicts:
         log.warning("ticker_repeats_disagree", pairs=list(snapshot.conflicts), kept="first block")
     wanted = plan.config.pairs
@@ -256,12 +270,13 @@ class Checker:
         self, plan: TargetPlan, fetched: FetchResult, previous: Snapshot | None
     ) -> Snapshot:
         """Parse the page; an implausible jump is confirmed by one immediate re-fetch."""
-        snapshot = read_snapshot(fetched.body, plan)
+        snapshot = read_snapshot(fetched.body, plan, content_type=fetched.content_type)
         jumps = implausible_pairs(previous, snapshot, plan.config.max_jump_pct)
         if not jumps:
             return snapshot
         log.warning("implausible_jump", pairs=list(jumps), max_jump_pct=plan.config.max_jump_pct)
-        again = read_snapshot((await self._fetch(plan, None)).body, plan)
+        refetched = await self._fetch(plan, None)
+        again = read_snapshot(refetched.body, plan, content_type=refetched.content_type)
         first, second = snapshot.by_pair(), again.by_pair()
         confirmed = all(
             p in second and second[p].rate == first[p].rate for p in jumps if p in first

@@ -1,7 +1,8 @@
 """Domain values: quotes, snapshots, events, per-target state and outbox deliveries.
 
 All are frozen, slotted dataclasses. Rates and percentages are ``Decimal`` exactly as the page wrote
-them (``Decimal("-0")`` keeps its sign for display; it compares equal to ``0``). Times are aware UTC.
+them (``Decimal("-0")`` keeps its sign for display; it compares equal to ``0``); quotes and readings
+also keep the page's own text of each number (``+0.09``, ``12,850.50``) for display. Times are aware UTC.
 Each value that crosses the store has a JSON form (``to_json``/``from_json``) with decimals as strings.
 """
 
@@ -37,15 +38,53 @@ def _undec(value: object) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def _as_written(text: str, value: Decimal | None) -> str | None:
+    """The page's text of a number, else (stored before texts were kept) its exact decimal string."""
+    if value is None:
+        return None
+    return text or dec_str(value)
+
+
+def _texts_json(
+    rate: Decimal | None, rate_text: str, change: Decimal | None, change_text: str
+) -> dict[str, str]:
+    """The texts worth storing: those that differ from the exact decimal string (``+0.09``)."""
+    out = {}
+    if rate is not None and rate_text and rate_text != dec_str(rate):
+        out["rate_text"] = rate_text
+    if change is not None and change_text and change_text != dec_str(change):
+        out["change_text"] = change_text
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """One ticker item: ``TMT/USD = 0.28575 -0.14%``."""
+    """One ticker item: ``TMT/USD = 0.28575 -0.14%``.
+
+    ``rate`` and ``change_pct`` are the values, compared and stored exactly. ``rate_text`` and
+    ``change_text`` are the page's own text of them (``12,850.50``, ``+0.09``, ``−0.14``: the
+    number with its sign as written, without ``%``), for display only: they never take part in a
+    comparison. ``""`` means the page's text is the exact decimal string (or is not known).
+    Show a quote through :attr:`rate_as_written` and :attr:`change_as_written`.
+    """
 
     pair: str
     base: str
     quote: str
     rate: Decimal
     change_pct: Decimal | None = None
+    rate_text: str = field(default="", compare=False)
+    change_text: str = field(default="", compare=False)
+
+    @property
+    def rate_as_written(self) -> str:
+        """The rate as the page wrote it: ``12,850.50``, ``0.09650``."""
+        return self.rate_text or dec_str(self.rate)
+
+    @property
+    def change_as_written(self) -> str | None:
+        """The change as the page wrote it, sign kept, without ``%``: ``+0.09``; None if none."""
+        return _as_written(self.change_text, self.change_pct)
 
     def to_json(self) -> dict[str, str | None]:
         return {
@@ -54,6 +93,7 @@ class Quote:
             "quote": self.quote,
             "rate": dec_str(self.rate),
             "change_pct": _dec(self.change_pct),
+            **_texts_json(self.rate, self.rate_text, self.change_pct, self.change_text),
         }
 
     @classmethod
@@ -66,6 +106,8 @@ class Quote:
             quote=str(data["quote"]),
             rate=rate,
             change_pct=_undec(data.get("change_pct")),
+            rate_text=str(data.get("rate_text") or ""),
+            change_text=str(data.get("change_text") or ""),
         )
 
 
@@ -112,23 +154,56 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """A pair's value at one moment: the rate and the page's change percentage."""
+    """A pair's value at one moment: the rate and the page's change percentage.
+
+    As in :class:`Quote`, ``rate_text``/``change_text`` keep the page's own text for display
+    (:attr:`rate_as_written`, :attr:`change_as_written`) and never take part in a comparison.
+    :meth:`values_json` is a reading's identity (its values only: what an event id is to be
+    derived from); :meth:`to_json` adds the texts that differ from the exact decimal strings, so
+    that a stored event still shows them after a restart.
+    """
 
     rate: Decimal | None
     change_pct: Decimal | None = None
+    rate_text: str = field(default="", compare=False)
+    change_text: str = field(default="", compare=False)
 
     @classmethod
     def of(cls, quote: Quote | None) -> Reading | None:
-        return None if quote is None else cls(quote.rate, quote.change_pct)
+        if quote is None:
+            return None
+        return cls(quote.rate, quote.change_pct, quote.rate_text, quote.change_text)
+
+    @property
+    def rate_as_written(self) -> str | None:
+        """The rate as the page wrote it (``12,850.50``); None if unknown."""
+        return _as_written(self.rate_text, self.rate)
+
+    @property
+    def change_as_written(self) -> str | None:
+        """The change as the page wrote it, sign kept, without ``%`` (``+0.09``); None if none."""
+        return _as_written(self.change_text, self.change_pct)
+
+    def values_json(self) -> dict[str, str | None]:
+        """The values alone, as exact decimal strings: the reading's identity."""
+        return {"rate": _dec(self.rate), "change_pct": _dec(self.change_pct)}
 
     def to_json(self) -> dict[str, str | None]:
-        return {"rate": _dec(self.rate), "change_pct": _dec(self.change_pct)}
+        return {
+            **self.values_json(),
+            **_texts_json(self.rate, self.rate_text, self.change_pct, self.change_text),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Reading | None:
         if data is None:
             return None
-        return cls(_undec(data.get("rate")), _undec(data.get("change_pct")))
+        return cls(
+            _undec(data.get("rate")),
+            _undec(data.get("change_pct")),
+            str(data.get("rate_text") or ""),
+            str(data.get("change_text") or ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +236,8 @@ class Event:
             self.kind.value,
             self.target,
             self.pair or "",
-            json.dumps(self.old.to_json() if self.old else None, sort_keys=True),
-            json.dumps(self.new.to_json() if self.new else None, sort_keys=True),
+            json.dumps(self.old.values_json() if self.old else None, sort_keys=True),
+            json.dumps(self.new.values_json() if self.new else None, sort_keys=True),
             self.observed_at.isoformat(),
             self.rule or "",
         ]

@@ -39,8 +39,9 @@ from pydantic_settings import (
 from monitor import __version__
 from monitor.config_types import ActiveWindow, Duration, Name, Pair, Strict, read_secret_files
 from monitor.errors import ConfigError
+from monitor.feed import FeedQuery, compile_query
 from monitor.models import EventKind
-from monitor.parse import Grammar
+from monitor.parse import Grammar, check_selector
 from monitor.sinks.registry import SinkConfig
 from monitor.store.open import BACKENDS, scheme_of
 
@@ -112,10 +113,13 @@ class TargetConfig(Strict):
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     headers: dict[str, str] = {}
     user_agent: str | None = None
+    #: CSS selector scoping the ticker search
     selector: str | None = None
     pattern: str | None = None
     quote_currency: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")] | None = None
     decimal_separator: Literal[".", ","] = "."
+    #: a JMESPath expression: the response is a JSON feed and this picks its quotes
+    json_query: str | None = None
     #: only these pairs (``TMT/USD``); empty means every pair on the page
     pairs: list[Pair] = []
     active: ActiveWindow | None = None
@@ -147,10 +151,32 @@ class TargetConfig(Strict):
             raise ValueError("jitter: must be less than interval")
         return self
 
+    @field_validator("selector")
+    @classmethod
+    def _css(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_selector(value)  # raises ValueError: invalid CSS selector '...'
+        return value
+
+    @field_validator("json_query")
+    @classmethod
+    def _jmespath(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_query(value)  # raises ValueError with the reason
+        return value
+
     @model_validator(mode="after")
     def _grammar_compiles(self) -> TargetConfig:
         self.grammar()  # raises ValueError with the reason, reported under this target
+        if self.json_query is not None:
+            for key in ("selector", "pattern"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: not used with json_query (a JSON feed has no markup)")
         return self
+
+    def feed_query(self) -> FeedQuery | None:
+        """The compiled ``json_query`` (None without one)."""
+        return None if self.json_query is None else compile_query(self.json_query)
 
     def grammar(self) -> Grammar:
         return Grammar.from_config(

@@ -143,8 +143,65 @@ def item_html(quote: QuoteSpec, *, spans: bool = False, k: int = 0) -> str:
     return "".join(parts)
 
 
-#: The markups :func:`marquee_html` can write.
-MARQUEE_FORMS = ("list", "spans", "br", "divs", "table", "pre")
+#: The markups :func:`marquee_html` can write: one item per block ...
+LINE_FORMS = ("list", "spans", "br", "divs", "table", "pre", "colon", "bare")
+#: ... all items of a repeat in one line of text or inline elements ...
+RUN_FORMS = ("run", "minified", "pipes", "bullets", "marquee")
+#: ... and structures whose parts make one item: a table row of cells, a ``dt`` with its ``dd``.
+STRUCTURE_FORMS = ("rows", "dl")
+MARQUEE_FORMS = LINE_FORMS + RUN_FORMS + STRUCTURE_FORMS
+
+
+def colon_text(quote: QuoteSpec) -> str:
+    """``KGS/USD: 0.01144 (0%)``: a colon, the change in parentheses."""
+    pair, rate, change = quote
+    pct = change_text(change)
+    return f"{pair}: {rate} ({pct})" if pct else f"{pair}: {rate}"
+
+
+def bare_text(quote: QuoteSpec) -> str:
+    """``KGS/USD 0.01144 0%``: nothing between pair and rate."""
+    pair, rate, change = quote
+    pct = change_text(change)
+    return f"{pair} {rate} {pct}" if pct else f"{pair} {rate}"
+
+
+def _run_items(items: Sequence[QuoteSpec], form: str) -> str:
+    text = [html.escape(item_text(q)) for q in items]
+    if form == "run":  # <span> items with a <b> change, spaces between them
+        spans = []
+        for pair, rate, change in items:
+            pct = change_text(change)
+            tail = f" <b>{html.escape(pct)}</b>" if pct else ""
+            spans.append(f"<span>{html.escape(pair)} = {html.escape(rate)}{tail}</span>")
+        return '<div class="marquee-run">' + " ".join(spans) + "</div>"
+    if form == "minified":  # no whitespace at all between the elements
+        return (
+            '<div class="marquee-run">'
+            + "".join(f'<span class="i">{t}</span>' for t in text)
+            + "</div>"
+        )
+    if form == "pipes":
+        return '<p class="marquee-run">' + " | ".join(text) + "</p>"
+    if form == "bullets":
+        return '<p class="marquee-run">' + " • ".join(text) + "</p>"
+    return '<marquee behavior="scroll">' + " ".join(text) + "</marquee>"
+
+
+def _structure(items: Sequence[QuoteSpec], form: str) -> str:
+    if form == "rows":
+        head = "<thead><tr><th>Pair</th><th>Rate</th><th>Change</th></tr></thead>"
+        rows = "".join(
+            f"<tr><td>{html.escape(pair)}</td><td>{html.escape(rate)}</td>"
+            f"<td>{html.escape(change_text(change))}</td></tr>"
+            for pair, rate, change in items
+        )
+        return f'<table class="rates">{head}<tbody>{rows}</tbody></table>'
+    pairs = "".join(
+        f"<dt>{html.escape(pair)}</dt><dd>{html.escape(rate)} {html.escape(change_text(change))}</dd>"
+        for pair, rate, change in items
+    )
+    return f'<dl class="rates">{pairs}</dl>'
 
 
 def marquee_html(
@@ -157,15 +214,36 @@ def marquee_html(
     * ``br``: all items in one ``<div>``, separated by ``<br>``;
     * ``divs``: one ``<div>`` per item, pair and values in ``<span>``s;
     * ``table``: one ``<tr>`` per item, the whole item in one ``<td>``;
-    * ``pre``: a ``<pre>`` with one item per line.
+    * ``pre``: a ``<pre>`` with one item per line;
+    * ``colon``, ``bare``: ``<li>`` items written ``KGS/USD: 0.01144 (0%)``, ``KGS/USD 0.01144 0%``;
+    * ``run``: each repeat one ``<div>`` of ``<span>`` items separated by spaces;
+    * ``minified``: the same with no whitespace between the ``<span>`` items;
+    * ``pipes``, ``bullets``: each repeat one ``<p>`` of items separated by `` | `` or `` • ``;
+    * ``marquee``: each repeat one ``<marquee>`` element of plain text;
+    * ``rows``: a ``<table>`` with a header row, then a row of cells per item (pair, rate, change);
+    * ``dl``: a ``<dl>``, a ``<dt>`` pair and a ``<dd>`` with rate and change per item.
 
-    ``space`` separates the tokens of an item (any whitespace, NBSP included; not in ``spans``,
-    which writes ``&nbsp;`` and spaces).
+    ``space`` separates the tokens of an item in the forms with one item per block (any
+    whitespace, NBSP included; not in ``spans``, which writes ``&nbsp;`` and spaces).
     """
     if form not in MARQUEE_FORMS:
         raise ValueError(f"unknown form {form!r}; expected one of {MARQUEE_FORMS}")
     items = [quote for _ in range(repeats) for quote in quotes]
+    if form in RUN_FORMS:
+        return "\n".join(_run_items(quotes, form) for _ in range(repeats))
+    if form in STRUCTURE_FORMS:
+        return _structure(items, form)
+    return _line_items(quotes, repeats, form, space)
+
+
+def _line_items(quotes: Sequence[QuoteSpec], repeats: int, form: str, space: str) -> str:
+    """The forms with one item per block (see :func:`marquee_html`)."""
+    items = [quote for _ in range(repeats) for quote in quotes]
     text = [html.escape(item_text(quote, space)) for quote in items]
+    if form in ("colon", "bare"):
+        write = colon_text if form == "colon" else bare_text
+        lis = "".join(f"<li>{html.escape(write(q))}</li>" for q in items)
+        return f'<ul class="ticker-list">{lis}</ul>'
     if form in ("list", "spans"):
         blocks = []
         for i in range(repeats):
@@ -203,11 +281,20 @@ def decoys_head() -> str:
     return f'<script>window.__TICKER__ = "{lines}";</script>\n<style>\n{css}\n</style>\n'
 
 
-def decoys_body() -> str:
-    """Decoy tickers in the body: script, style, noscript, template and svg text."""
+def decoys_body(*, comments: bool = False) -> str:
+    """Decoy tickers in the body: script, style, noscript, template and svg text; with
+    ``comments``, also a commented-out list, row and run of them.
+    """
     lis = "".join(f"<li>{html.escape(item_text(q))}</li>" for q in DECOY_QUOTES)
     text_lines = "\n".join(f"• {item_text(q)}" for q in DECOY_QUOTES)
-    return (
+    commented = (
+        f"<!-- <ul>{lis}</ul> -->\n"
+        f"<!--<table><tr><td>{DECOY_QUOTES[0][0]}</td><td>{DECOY_QUOTES[0][1]}</td></tr></table>-->\n"
+        f"<!-- {' | '.join(item_text(q) for q in DECOY_QUOTES)} -->\n"
+        if comments
+        else ""
+    )
+    return commented + (
         f'<script type="text/template">\n{text_lines}\n</script>\n'
         f"<style>\n/*\n{text_lines}\n*/\n</style>\n"
         f"<noscript><ul>{lis}</ul></noscript>\n"
@@ -348,13 +435,15 @@ def page_html(
     decoys: bool = True,
     results_line: str | None = "Viewing results 1 - 6 of 12",
     seed: int = 7,
+    comment_decoys: bool = False,
 ) -> str:
     """A whole page: head (styles, scripts), header, nav, ``content``, teasers, footer.
 
     ``content`` is placed right after the header, where the site shows its marquee. With
     ``decoys``, scripts, styles, noscript, template and svg elements holding ticker lines with
-    other numbers are placed before it (in the head and at the top of the body). Teasers of
-    made-up prose are added until the page reaches ``filler_kb`` kilobytes (always at least two).
+    other numbers are placed before it (in the head and at the top of the body); with
+    ``comment_decoys`` too, comments holding them. Teasers of made-up prose are added until the
+    page reaches ``filler_kb`` kilobytes (always at least two).
     """
     rng = random.Random(seed)
     head = (
@@ -369,7 +458,7 @@ def page_html(
     results = f'<div class="results">{html.escape(results_line)}</div>\n' if results_line else ""
     top = (
         '<body class="archive category">\n'
-        + (decoys_body() if decoys else "")
+        + (decoys_body(comments=comment_decoys) if decoys else "")
         + '<header class="site-header"><div class="logo"><a href="/">'
         '<svg viewBox="0 0 10 10" width="120"><title>Home</title><path d="M0 0h10v10z"/></svg>'
         "</a></div>\n"
@@ -405,18 +494,22 @@ def ticker_html(
     form: str = "spans",
     decoys: bool = True,
     seed: int = 7,
+    comment_decoys: bool = False,
 ) -> str:
     """A whole page carrying the marquee in ``<div class="ticker">`` (see :func:`page_html`).
 
     ``date_line`` goes in a ``<div class="date">`` right after the marquee; ``filler_kb`` pads the
     page with teasers; ``form`` is the marquee's markup (:func:`marquee_html`); ``decoys`` adds
-    scripts, styles, noscript, template and svg holding other tickers (never to be read).
+    scripts, styles, noscript, template and svg holding other tickers (never to be read), and
+    ``comment_decoys`` comments holding them.
     """
     content = '<div class="ticker"><div class="marquee">\n'
     content += marquee_html(quotes, repeats, form=form) + "\n</div></div>\n"
     if date_line is not None:
         content += f'<div class="date">{html.escape(date_line)}</div>\n'
-    return page_html(content, filler_kb=filler_kb, decoys=decoys, seed=seed)
+    return page_html(
+        content, filler_kb=filler_kb, decoys=decoys, seed=seed, comment_decoys=comment_decoys
+    )
 
 
 # --- corpus text -> HTML ---------------------------------------------------------------------
@@ -492,3 +585,47 @@ def corpus_html(text: str, form: str) -> str:
             f'<div class="content">\n{body}\n</div>\n{decoys_body()}</body></html>\n'
         )
     return page_html(f'<div class="content">\n{body}\n</div>\n', results_line=None, seed=11)
+
+
+# --- other sources: a bank's table in windows-1251, a JSON feed -------------------------------
+
+#: A Central Asian bank's rates in roubles: Cyrillic names around the codes, a decimal comma.
+BANK_RATES: dict[str, str] = {"USD": "89,50", "EUR": "97,13", "KZT": "0,1712"}
+BANK_NAMES = {"USD": "Доллар США", "EUR": "Евро", "KZT": "Казахстанский тенге"}
+#: The per-target pattern that reads :func:`bank_html` (with ``quote_currency = "RUB"`` and
+#: ``decimal_separator = ","``): a Cyrillic name, the code in parentheses, the rate.
+BANK_PATTERN = r"(?:[А-ЯЁа-яё]+ ?)+ \((?P<base>[A-Z]{3})\) (?P<rate>\d+,\d+)"
+
+
+def bank_html(rates: dict[str, str] | None = None, *, filler_kb: int = 20) -> str:
+    """A bank's page of rates in a table, with no ``<meta charset>``: only the HTTP header can
+    say it is windows-1251 (encode it so to serve it)."""
+    rates = BANK_RATES if rates is None else rates
+    rows = "".join(
+        f"<tr><td>{BANK_NAMES.get(code, code)} ({code})</td><td>{rate}</td></tr>"
+        for code, rate in rates.items()
+    )
+    body = (
+        '<div class="rates"><h2>Курсы валют на 16 мая 2025</h2>'
+        f"<table><tr><th>Валюта</th><th>Курс, руб.</th></tr>{rows}</table></div>"
+    )
+    return page_html(body, filler_kb=filler_kb).replace('<meta charset="utf-8">\n', "")
+
+
+#: The query that reads :func:`feed_json`.
+FEED_QUERY = "data.rates[*].{pair: symbol, rate: price, change_pct: pct}"
+
+
+def feed_json(quotes: Sequence[QuoteSpec] = SEED_QUOTES) -> str:
+    """A JSON feed of ``quotes`` as a marquee's XHR gets it, numbers written exactly as given
+    (``0.09650`` stays ``0.09650``; a change of ``None`` is ``null``)."""
+    items = ",\n    ".join(
+        f'{{"symbol": "{pair}", "price": {rate}, '
+        f'"pct": {"null" if change is None else change.removesuffix("%").replace("−", "-")}}}'
+        for pair, rate, change in quotes
+    )
+    return (
+        '{"status": "ok", "data": {"updated": "2025-05-16T10:00:00Z", "rates": [\n    '
+        + items
+        + "\n]}}\n"
+    )

@@ -90,6 +90,8 @@ def test_check_json_from_a_url_matches_the_documented_shape() -> None:
         "quote": "USD",
         "rate": "0.28575",
         "change_pct": "-0.14",
+        "rate_text": "0.28575",  # the page's own text: it writes the minus as &minus;
+        "change_text": "−0.14",
     }
     assert [q["pair"] for q in out["quotes"]] == [q[0] for q in SEED_QUOTES]
 

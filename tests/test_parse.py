@@ -15,7 +15,7 @@ import pytest
 
 from monitor.errors import ParseError
 from monitor.models import Snapshot
-from monitor.parse import MAX_DEPTH, Grammar, parse
+from monitor.parse import MAX_DEPTH, MAX_LINE, Grammar, parse
 from tests.pages import (
     FORMS,
     MARQUEE_FORMS,
@@ -40,8 +40,12 @@ KG24 = Grammar.from_config(
 SEED_JSON = expected_json(SEED_QUOTES)
 
 
+VALUE_KEYS = ("pair", "base", "quote", "rate", "change_pct")
+
+
 def quotes_json(snapshot: Snapshot) -> list[dict[str, str | None]]:
-    return [quote.to_json() for quote in snapshot.quotes]
+    """The values of each quote (their JSON without the page's texts, tested on their own)."""
+    return [{k: quote.to_json()[k] for k in VALUE_KEYS} for quote in snapshot.quotes]
 
 
 def date_line(day: date | None) -> str | None:
@@ -64,10 +68,7 @@ def check_entry(entry: dict[str, Any], page: str | bytes, **kwargs: Any) -> None
             parse(page, grammar=grammar, **kwargs)
         return
     snapshot = parse(page, grammar=grammar, **kwargs)
-    want = [
-        {k: q[k] for k in ("pair", "base", "quote", "rate", "change_pct")}
-        for q in entry["expected"]
-    ]
+    want = [{k: q[k] for k in VALUE_KEYS} for q in entry["expected"]]
     assert quotes_json(snapshot) == want
     assert date_line(snapshot.page_date) == entry["date_line"]
     assert snapshot.conflicts == ()
@@ -205,6 +206,22 @@ def one(line: str, grammar: Grammar | None = None) -> tuple[str, str, str | None
         ("KGS/USD =\u200b 0.01144 0%", ("KGS/USD", "0.01144", "0")),
         ("USDT/BTC1 = 0.000016 1.5%", ("USDT/BTC1", "0.000016", "1.5")),
         ("XAU/USD = 2345.60 -1.20%", ("XAU/USD", "2345.60", "-1.20")),
+        # no "=": a colon, or nothing at all; the change in parentheses
+        ("KGS/USD 0.01144 0%", ("KGS/USD", "0.01144", "0")),
+        ("KGS/USD: 0.01144 (0%)", ("KGS/USD", "0.01144", "0")),
+        ("KGS/USD:0.01144(-0.14%)", ("KGS/USD", "0.01144", "-0.14")),
+        ("KGS/USD = 0.01144 ( +0.5 % )", ("KGS/USD", "0.01144", "0.5")),
+        ("KGS/USD 0.01144", ("KGS/USD", "0.01144", None)),
+        # thousands groups that "." as the decimal separator leaves unambiguous
+        ("USD/UZS 12,850.50 +0.12%", ("USD/UZS", "12850.50", "0.12")),
+        ("USD/UZS 12 850.50 +0.12%", ("USD/UZS", "12850.50", "0.12")),
+        ("USD/UZS\u202f12\u202f850.50", ("USD/UZS", "12850.50", None)),
+        ("BTC/USD = 1,234,567 2%", ("BTC/USD", "1234567", "2")),
+        ("KGS/USD = 1,234.5 0%", ("KGS/USD", "1234.5", "0")),
+        ("USD/KGS 1 000 5%", ("USD/KGS", "1000", "5")),
+        ("USD/KGS 1 234%", ("USD/KGS", "1", "234")),  # a change needs its %: 1, then 234%
+        # pair and rate in elements with nothing between them (minified markup)
+        ("KGS/USD0.01144 0%", ("KGS/USD", "0.01144", "0")),
     ],
 )
 def test_default_grammar_reads(line: str, want: tuple[str, str, str | None]) -> None:
@@ -220,16 +237,28 @@ def test_default_grammar_reads(line: str, want: tuple[str, str, str | None]) -> 
         "KGSKGSKGSKG/USD = 0.01 0%",  # eleven letters
         "12/34 = 0.01 0%",  # no letter in the codes
         "KGS/USD = 0,01144 0%",  # the default decimal separator is "."
-        "KGS/USD = 1,234.5 0%",  # no thousands separators in the default grammar
+        "KGS/USD = 0,5 0%",  # not a thousands group either: three digits after the ","
+        "KGS/USD = 1,23 0%",
+        "KGS/USD = 0,001 0%",  # a thousands group never follows a leading zero
+        "KGS/USD = 1,2345 0%",
+        "KGS/USD = 12.850,50 0%",  # "," groups with ".", never the other way round
         "KGS/USD = .5 0%",
         "KGS/USD = 0.01144 0.5",  # a change without its "%"
         "KGS/USD = 0.01144 0% up",
-        "KGS/USD 0.01144 0%",
+        "KGS/USD = 0.01144 0% 12",
+        "KGS/USD = 0.01144 (0%",
+        "KGS/USD = 0.01144 0% KZT/USD",  # a second pair without a rate
         "KGS-USD = 0.01144 0%",
+        "KGS/USD; 0.01144 0%",
         "KGS/USD = -0.01144 0%",
         "• Via Azerbaijan: new pipelines to Baku would be needed.",
         "the KGS/USD = 0.01 rate was mentioned in the report",
         "Rates: KGS/USD = 0.01144 0%",
+        "Rates: KGS/USD = 0.01144 0% | KZT/USD = 0.00196 -0%",
+        "KGS/USD = 0.01144 0% | KZT/USD = 0.00196 -0% as of today",
+        "The KGS/USD pair traded at 0.01144 on Friday.",
+        "KGS/USD 0.01144 rose 0.5% this week",
+        "Updated 16/05/2025 12:00",
     ],
 )
 def test_default_grammar_refuses(line: str) -> None:
@@ -723,9 +752,15 @@ def test_deeply_nested_html() -> None:
 
 def test_long_lines_are_not_items() -> None:
     with pytest.raises(ParseError):
-        parse("KGS/USD = 1" + " " * 10_000 + "0%")
+        parse("KGS/USD = 1" + " " * 4 * MAX_LINE + "0%")
     with pytest.raises(ParseError):
         parse("• " + "x" * 2000 + " KGS/USD = 1 0%")
+    # a run of items up to MAX_LINE is read whole; one past it is not read at all
+    item = "KGS/USD = 0.01144 0% | "
+    fits = item * (MAX_LINE // len(item))
+    assert one_pair(parse(fits)) == ("KGS/USD", "0.01144", "0")
+    with pytest.raises(ParseError):
+        parse(fits + item * 2)
 
 
 def test_parse_is_deterministic_and_pure() -> None:

@@ -3,7 +3,11 @@
 Generated tickers vary the pairs, the rates (decimals of many exponents, trailing zeros kept), the
 change (absent, ``+``, ``-``, unicode minus, ``0``/``-0``), the repeat count (1-10), the spaces
 between tokens (NBSP, narrow NBSP, thin space, tabs), the bullets, and the wrapping (text lines,
-``<li>``, nested ``<span>``, ``<div>`` per item, ``<br>``, a whole padded page).
+``<li>``, nested ``<span>``, ``<div>`` per item, ``<br>``, a whole padded page). Further ones vary
+the newer forms: runs of items on one line (spaces, ``|``, ``•``, ``·``, ``/``, ``;`` ... or
+nothing between them), ``<marquee>``, table rows of cells, ``dt``/``dd`` pairs, ``=``, ``:`` or
+nothing after the pair, changes in parentheses, a decimal comma, and thousands groups; and
+sentences holding one item among other words, which must never read as a ticker.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from hypothesis import strategies as st
 from monitor.errors import ParseError
 from monitor.models import Snapshot
 from monitor.parse import Grammar, parse
-from tests.pages import QuoteSpec, marquee_html, page_html, ticker_html
+from tests.pages import MARQUEE_FORMS, QuoteSpec, marquee_html, page_html, ticker_html
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August")
 MONTHS += ("September", "October", "November", "December")
@@ -175,7 +179,7 @@ def test_generated_tickers_read_back_exactly(
 @given(
     items=tickers,
     repeats=st.integers(min_value=1, max_value=10),
-    form=st.sampled_from(["list", "spans", "br", "divs", "table", "pre"]),
+    form=st.sampled_from(MARQUEE_FORMS),
 )
 def test_generated_tickers_with_a_selector(items: list[Generated], repeats: int, form: str) -> None:
     specs = [q.spec for q in items]
@@ -261,7 +265,8 @@ def outcome(
     day=dates,
     filler_kb=st.integers(min_value=33, max_value=160),
     where=st.floats(min_value=0, max_value=1),
-    form=st.sampled_from(["list", "spans", "br", "divs", "table"]),
+    form=st.sampled_from([f for f in MARQUEE_FORMS if f != "pre"]),
+    widget_form=st.sampled_from(MARQUEE_FORMS),
 )
 def test_the_quick_path_agrees_with_reading_the_whole_page(
     *,
@@ -271,6 +276,7 @@ def test_the_quick_path_agrees_with_reading_the_whole_page(
     filler_kb: int,
     where: float,
     form: str,
+    widget_form: str,
 ) -> None:
     """Large pages are read up to just past their last item first; that must change nothing."""
     day_line = "" if day is None else f"<p>{day.day} {MONTHS[day.month - 1]} {day.year}</p>"
@@ -279,7 +285,7 @@ def test_the_quick_path_agrees_with_reading_the_whole_page(
     if widget is not None:  # a second ticker somewhere among the teasers
         cuts = [i for i in range(len(page)) if page.startswith("</article>", i)]
         at = cuts[int(where * (len(cuts) - 1))]
-        block = marquee_html([q.spec for q in widget], 1, form="list")
+        block = marquee_html([q.spec for q in widget], 1, form=widget_form)
         page = page[:at] + block + page[at:]
     quick = parse(page)
     whole = parse(page, selector="body, .never-last")  # "last": a selector that sees it all
@@ -288,3 +294,197 @@ def test_the_quick_path_agrees_with_reading_the_whole_page(
     assert quick.page_date == day
     if widget is None:
         assert read(quick) == [q.expected for q in items]
+
+
+# --- runs, tables, definition lists, separators, thousands groups ---------------------------
+
+#: What may group thousands as a page writes it (NBSP and narrow NBSP read as spaces).
+GROUPS = {".": (",", " ", "\u00a0", "\u202f"), ",": (".", " ", "\u00a0")}
+LINKS = (" = ", "=", ": ", ":", " ", " =\u00a0")
+RUN_GAPS = (" ", " | ", "|", " • ", " · ", " / ", "; ", " — ", " ◆ ", " - ")
+FORMS_NEW = ("text-run", "html-run", "minified", "marquee", "rows", "dl")
+
+
+@dataclass(frozen=True)
+class Written:
+    """A generated quote as a page writes it (``rate``, ``change`` with sign), and what it is."""
+
+    pair: str
+    rate: str
+    rate_value: Decimal
+    change: str | None  # as written, with sign and without %, e.g. "+0,5"
+    change_value: Decimal | None
+    parens: bool
+
+    def change_html(self) -> str:
+        if self.change is None:
+            return ""
+        return f"({self.change}%)" if self.parens else f"{self.change}%"
+
+    def text(self, link: str) -> str:
+        change = self.change_html()
+        return f"{self.pair}{link}{self.rate}" + (f" {change}" if change else "")
+
+    @property
+    def expected(self) -> tuple[str, DecimalTuple, DecimalTuple | None, str, str | None]:
+        shown = " ".join(self.rate.split())  # the page's spaces read as one space
+        change = None if self.change_value is None else self.change_value.as_tuple()
+        return self.pair, self.rate_value.as_tuple(), change, shown, self.change
+
+
+@st.composite
+def written_numbers(draw: st.DrawFn, sep: str, *, grouped: bool) -> tuple[str, Decimal]:
+    """A non-negative number as a page writes it with decimal separator ``sep``."""
+    whole = draw(st.integers(min_value=0, max_value=10**10))
+    fraction = draw(st.text(alphabet=string.digits, max_size=6))
+    digits = str(whole)
+    if grouped and whole >= 1000:
+        group = draw(st.sampled_from(GROUPS[sep]))
+        head = len(digits) % 3 or 3
+        digits = group.join(
+            [digits[:head]] + [digits[i : i + 3] for i in range(head, len(digits), 3)]
+        )
+    text = digits + (sep + fraction if fraction else "")
+    return text, Decimal(f"{whole}.{fraction}" if fraction else str(whole))
+
+
+@st.composite
+def written_quotes(draw: st.DrawFn, sep: str) -> Written:
+    base = draw(codes)
+    quote = draw(codes.filter(lambda c: c != base))
+    rate, rate_value = draw(written_numbers(sep, grouped=draw(st.booleans())))
+    change = change_value = None
+    if draw(st.booleans()):
+        magnitude, value = draw(written_numbers(sep, grouped=False))
+        sign = draw(st.sampled_from(SIGNS))
+        change = sign + magnitude
+        change_value = value.copy_negate() if sign in ("-", "−") else value
+    return Written(f"{base}/{quote}", rate, rate_value, change, change_value, draw(st.booleans()))
+
+
+@st.composite
+def new_pages(draw: st.DrawFn) -> tuple[str, str, list[Written], date | None]:
+    """A page in one of ``FORMS_NEW``; returns (page, decimal separator, quotes, date)."""
+    sep = draw(st.sampled_from(".,"))
+    items = draw(st.lists(written_quotes(sep), min_size=1, max_size=6, unique_by=lambda q: q.pair))
+    form = draw(st.sampled_from(FORMS_NEW))
+    link = draw(st.sampled_from(LINKS))
+    gap = draw(st.sampled_from(RUN_GAPS))
+    repeats = draw(st.integers(min_value=1, max_value=3))
+    day = draw(dates)
+    day_line = None if day is None else f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+    sequence = [q for _ in range(repeats) for q in items]
+    if form == "text-run":
+        run = gap.join(q.text(link) for q in items)
+        lines = [run] * repeats + ([day_line] if day_line else []) + ["Viewing results 1 - 6"]
+        return "\n".join(lines), sep, items, day
+    if form in ("html-run", "minified", "marquee"):
+        if form == "html-run":
+            spans = [f"<span>{html.escape(q.text(link))}</span>" for q in items]
+            body = "<div class=run>" + html.escape(gap).join(spans) + "</div>"
+        elif form == "minified":
+            body = (
+                "<div class=run>"
+                + "".join(f"<b>{html.escape(q.text(link))}</b>" for q in items)
+                + "</div>"
+            )
+        else:
+            body = "<marquee>" + html.escape(gap.join(q.text(link) for q in items)) + "</marquee>"
+        body *= repeats
+    elif form == "rows":
+        rows = "".join(
+            f"<tr><td>{q.pair}</td><td>{html.escape(q.rate)}</td><td>{html.escape(q.change_html())}</td></tr>"
+            for q in sequence
+        )
+        body = f"<table><thead><tr><th>Pair</th><th>Rate</th><th>%</th></tr></thead>{rows}</table>"
+    else:
+        body = (
+            "<dl>"
+            + "".join(
+                f"<dt>{q.pair}</dt><dd>{html.escape(q.rate)} <i>{html.escape(q.change_html())}</i></dd>"
+                for q in sequence
+            )
+            + "</dl>"
+        )
+    if day_line:
+        body += f"<p>{day_line}</p>"
+    page = page_html(body, filler_kb=draw(st.sampled_from([0, 40])), comment_decoys=True)
+    return page, sep, items, day
+
+
+def read_written(
+    snapshot: Snapshot,
+) -> list[tuple[str, DecimalTuple, DecimalTuple | None, str, str | None]]:
+    return [
+        (
+            q.pair,
+            q.rate.as_tuple(),
+            None if q.change_pct is None else q.change_pct.as_tuple(),
+            q.rate_as_written,
+            q.change_as_written,
+        )
+        for q in snapshot.quotes
+    ]
+
+
+@settings(COMMON, max_examples=300)
+@given(generated=new_pages(), as_bytes=st.booleans())
+def test_generated_runs_tables_and_lists_read_back_exactly(
+    generated: tuple[str, str, list[Written], date | None], *, as_bytes: bool
+) -> None:
+    page, sep, items, day = generated
+    grammar = Grammar.from_config(decimal_separator=sep)
+    snapshot = parse(page.encode("utf-8") if as_bytes else page, grammar=grammar)
+    assert read_written(snapshot) == [q.expected for q in items]
+    assert snapshot.page_date == day
+    assert snapshot.conflicts == ()
+
+
+# --- prose never passes for a ticker ---------------------------------------------------------
+
+WORDS = st.sampled_from(
+    [
+        "the", "rate", "was", "mentioned", "in", "report", "analysts", "said", "on", "Friday",
+        "Central", "Bank", "KGS", "USD", "som", "rose", "by", "to", "12", "0.5", "3%", "2025",
+        "(official)", "-", "—", "|", "•", ",", ".", ":", "and", "a", "per", "cent", "USD-KGS",
+    ]
+)  # fmt: skip
+
+
+@settings(COMMON, max_examples=300)
+@given(
+    quote=quotes(),
+    before=st.lists(WORDS, max_size=8),
+    after=st.lists(WORDS, max_size=8),
+    lowercase=st.sampled_from(["said", "was", "the rate", "analysts expect"]),
+    where=st.booleans(),
+    wrap=st.sampled_from(["text", "p", "b", "li", "marquee", "td"]),
+    bullet=st.sampled_from(BULLETS),
+)
+def test_prose_with_one_embedded_quote_is_never_a_ticker(
+    *,
+    quote: Generated,
+    before: list[str],
+    after: list[str],
+    lowercase: str,
+    where: bool,
+    wrap: str,
+    bullet: str,
+) -> None:
+    """A sentence holding one item among words (at least one of them a lowercase word) is prose."""
+    words = [*before, lowercase] if where else before
+    tail = after if where else [lowercase, *after]
+    item = write_item(quote, " ", bullet)
+    sentence = " ".join([*words, item, *tail])
+    if wrap == "text":
+        page = sentence + "\n"
+    elif wrap in ("b", "td"):
+        parts = [html.escape(" ".join(words)), html.escape(item), html.escape(" ".join(tail))]
+        if wrap == "b":
+            page = "<p>{} <b>{}</b> {}</p>".format(*parts)
+        else:
+            page = "<table><tr>" + "".join(f"<td>{p}</td>" for p in parts) + "</tr></table>"
+    else:
+        page = f"<{wrap}>{html.escape(sentence)}</{wrap}>"
+    with pytest.raises(ParseError):
+        parse(page)
