@@ -17,9 +17,8 @@ import random
 import signal
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
@@ -28,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.check import Checker, CheckResult, TargetPlan
-from monitor.detect import Policy, thresholds_from_rules
+from monitor.detect import policy_for
 from monitor.errors import MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.metrics import Metrics
@@ -43,7 +42,6 @@ from monitor.web import Response, WebServer, json_response
 
 log = structlog.get_logger("monitor.daemon")
 
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: first runs after a start are spread over at most this many seconds (no thundering herd)
 STARTUP_SPREAD = 30.0
 
@@ -54,24 +52,10 @@ def utc_now() -> datetime:
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
     """Is ``now`` inside the target's active window (days and hours in its time zone)?"""
-    if window is None:
-        return True
-    local = now.astimezone(ZoneInfo(window.timezone))
-    if _DAY_NAMES[local.weekday()] not in window.days:
-        return False
-    start_s, end_s = window.hours.split("-")
-    start = time.fromisoformat(start_s)
-    end = time.max if end_s == "24:00" else time.fromisoformat(end_s)
-    clock = local.time().replace(tzinfo=None)
-    if start <= end:
-        return start <= clock < end
-    return clock >= start or clock < end  # a window across midnight, e.g. 22:00-06:00
+    return window is None or window.contains(now)
 
 
 def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
-    thresholds = thresholds_from_rules(
-        settings.rules, [settings.rule_name(i) for i in range(len(settings.rules))]
-    )
     headers = dict(target.headers)
     if target.user_agent:
         headers["User-Agent"] = target.user_agent
@@ -81,11 +65,7 @@ def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
         fetch_policy=FetchPolicy(
             timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
         ),
-        detect_policy=Policy(
-            down_after=target.down_after,
-            down_after_seconds=target.down_after_time,
-            thresholds=thresholds,
-        ),
+        detect_policy=policy_for(target, settings.rules, settings.rule_names()),
         headers=headers,
     )
 
