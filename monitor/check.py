@@ -65,7 +65,7 @@ class TargetPlan:
     @property
     def state_refresh(self) -> float:
         """How stale the stored ``last_success_at`` may grow before an unchanged check writes it."""
-        limit = self.config.down_after_time
+        limit = self.config.down_for
         return STATE_REFRESH if limit is None else min(STATE_REFRESH, limit / 5)
 
     @property
@@ -125,16 +125,17 @@ class Checker:
         return result
 
     async def _check(self, plan: TargetPlan, check_id: str) -> CheckResult:
-        state, validators = await self._store.load_target(plan.name)
-        stored = state
         now = self._clock()
+        # the silences come with the state: every instance sharing the store honours them
+        state, validators, silences = await self._store.load_for_check(plan.name, now=now)
+        stored = state
         if state.fingerprint != plan.fingerprint:
             if state.snapshot is not None:
                 log.info("target_settings_changed", detail="the next observation is a baseline")
             state = replace(
                 state,
                 snapshot=None,
-                inside=frozenset(),
+                alarms={k: v for k, v in state.alarms.items() if "|*|" in k},  # outages stay
                 last_alerted={},
                 fingerprint=plan.fingerprint,
             )
@@ -175,6 +176,7 @@ class Checker:
             check_id=check_id,
             now=now,
             last_routed=new_state.last_routed,
+            silences=silences,
         )
         new_state = replace(new_state, last_routed=last_routed)
         # History keeps what changed, not every identical check.
@@ -199,7 +201,23 @@ class Checker:
         )
         for event in events:
             self._metrics.event(plan.name, event.kind.value)
-            log.info("event_detected", kind=event.kind.value, pair=event.pair, detail=event.detail)
+            log.info(
+                "event_detected",
+                kind=event.kind.value,
+                pair=event.pair,
+                detail=event.detail,
+                rule=event.rule,
+                reminder=event.reminder,
+            )
+        for d in deliveries:
+            if d.silenced_by is not None:
+                log.info(
+                    "alert_silenced",
+                    kind=d.event.kind.value,
+                    pair=d.event.pair,
+                    sink=d.sink,
+                    silenced_by=d.silenced_by,
+                )
         if inserted:
             self._on_committed()
         log.info(

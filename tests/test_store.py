@@ -14,6 +14,7 @@ import pytest
 
 from monitor.errors import StoreError
 from monitor.models import (
+    Alarm,
     Event,
     EventKind,
     NewDelivery,
@@ -125,7 +126,8 @@ async def test_a_database_from_the_future_is_refused(db: Path) -> None:
     await s.aclose()
     with raw(db) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match=r"schema version 2 is newer than .* supports \(1\)"):
+    newer = rf"schema version {SCHEMA_VERSION + 1} is newer than .* supports \({SCHEMA_VERSION}\)"
+    with pytest.raises(StoreError, match=newer):
         await SqliteStore(db).open()
 
 
@@ -193,7 +195,9 @@ async def test_commit_check_writes_state_validators_history_and_outbox(
     state = TargetState(
         snapshot=snapshot(),
         last_success_at=T0,
-        inside=frozenset({"r|TMT/USD|above"}),
+        alarms={"r|TMT/USD|above": Alarm(since=T0, fired_at=T0, notified=True, reminders=2)},
+        failing_since=None,
+        parse_failing_since=T0,
         last_alerted={"r|TMT/USD": Decimal("0.28575")},
         last_routed={"r|TMT/USD": T0},
     )
