@@ -81,6 +81,11 @@ def read_snapshot(body: bytes, plan: TargetPlan) -> Snapshot:
     snapshot = parse(body, selector=plan.config.selector, grammar=plan.grammar)
     if snapshot.conflicts:
         log.warning("ticker_repeats_disagree", pairs=list(snapshot.conflicts), kept="first block")
+    return configured_pairs(snapshot, plan)
+
+
+def configured_pairs(snapshot: Snapshot, plan: TargetPlan) -> Snapshot:
+    """Only the target's configured pairs (all when none are configured); none is a ParseError."""
     wanted = plan.config.pairs
     if wanted:
         quotes = tuple(q for q in snapshot.quotes if q.pair in wanted)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -429,10 +430,17 @@ class NewDelivery:
     sink: str
     check_id: str
     silenced_by: str | None = None
+    #: the rule that sent it (for ``rules test``; not stored)
+    rule: str | None = field(default=None, compare=False)
 
     @property
     def dedup_key(self) -> str:
         return dedup_key(self.event, self.sink)
+
+
+def new_silence_id() -> str:
+    """A fresh, short silence id to type back (``silence expire 3f9a1c2e``)."""
+    return secrets.token_hex(4)
 
 
 @dataclass(frozen=True, slots=True)

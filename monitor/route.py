@@ -146,7 +146,7 @@ def route(
     routed: dict[str, datetime] = {}
     for event in events:
         silence = next((s.id for s in active if s.matches(event)), None)
-        held: dict[str, str] = {}  # sink -> why it is silenced, unless a later route sends it
+        held: dict[str, tuple[str, str]] = {}  # sink -> (why, rule), unless another route sends
         for r, is_muted in zip(routes, muted, strict=True):
             if not r.matches(event):
                 continue
@@ -162,16 +162,14 @@ def route(
                 if (event.event_id, sink) in sent:
                     continue
                 if why is not None:
-                    held.setdefault(sink, why)
+                    held.setdefault(sink, (why, r.rule))
                     continue
                 sent.add((event.event_id, sink))
                 held.pop(sink, None)
-                deliveries.append(NewDelivery(event=event, sink=sink, check_id=check_id))
-        for sink, why in held.items():
+                deliveries.append(NewDelivery(event, sink, check_id, rule=r.rule))
+        for sink, (why, rule) in held.items():
             sent.add((event.event_id, sink))
-            deliveries.append(
-                NewDelivery(event=event, sink=sink, check_id=check_id, silenced_by=why)
-            )
+            deliveries.append(NewDelivery(event, sink, check_id, silenced_by=why, rule=rule))
     return deliveries, _prune({**last_routed, **routed}, routes, now)
 
 

@@ -390,9 +390,13 @@ class RuleConfig(_Strict):
         clear, bands = self.clear_at, self.bands
         if clear is None:
             return []
-        if len(bands) != 1:
-            what = "needs" if not bands else "is ambiguous with several of"
-            return [f"{where}.clear_at: {what} above, below and min_abs_change_pct"]
+        if not bands:
+            return [f"{where}.clear_at: needs one of above, below or min_abs_change_pct"]
+        if len(bands) > 1:
+            return [
+                f"{where}.clear_at: is ambiguous with several of above, below and "
+                "min_abs_change_pct; write one rule per level"
+            ]
         ((key, level),) = bands.items()
         wrong = {
             "above": (clear > level, f"must be at or below above ({level}): it re-arms lower"),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from monitor import __version__
-from monitor.cli import check, outbox, run, test_sink, validate
+from monitor.cli import check, outbox, rules, run, silence, test_sink, validate
 from monitor.cli.common import EXIT_FETCH, EXIT_USAGE, Exit, Subparsers
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.logs import configure_logging
@@ -29,6 +29,8 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     check.register,
     test_sink.register,
     outbox.register,
+    silence.register,
+    rules.register,
     validate.register,
 )
 

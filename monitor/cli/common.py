@@ -1,18 +1,25 @@
 """What every command shares: exit codes, the one-line failure, ``--config`` and logging set-up.
 
 Exit codes (documented in the README): 0 ok, 1 a sink test failed, 2 usage or configuration error,
-3 no ticker found, 4 the source could not be fetched or read.
+3 no ticker found, 4 the source could not be fetched or read, 5 an alert is still undelivered
+(``run --once``: pending or dead in the outbox).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, NoReturn
 
 from monitor.logs import configure_logging
 from monitor.settings import Settings, load_settings, secret_values
 
+if TYPE_CHECKING:
+    from monitor.store import Store
+
 EXIT_OK, EXIT_SINK, EXIT_USAGE, EXIT_NO_TICKER, EXIT_FETCH = 0, 1, 2, 3, 4
+EXIT_UNDELIVERED = 5
 
 CONFIG_HELP = "configuration file (default: $MONITOR_CONFIG, else config/monitor.toml)"
 
@@ -49,3 +56,16 @@ def configure_for(settings: Settings, *, level: str | None = None) -> None:
     """Logging as the configuration says (``level`` overrides), secrets redacted."""
     m = settings.monitor
     configure_logging(level=level or m.log_level, fmt=m.log_format, secrets=secret_values(settings))
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured store, open for the block (a command's short use of the database)."""
+    from monitor.store.open import open_store  # noqa: PLC0415 -- start-up time of other commands
+
+    store = open_store(settings.monitor.database.get_secret_value())
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.aclose()
