@@ -81,7 +81,9 @@ def test_source_outage_then_recovery(tmp_path: Path) -> None:
         assert run_once(config).returncode == 0  # baseline
         server.default = Reply(500, body=b"upstream broke")
         for _ in range(4):
-            assert run_once(config).returncode == 0  # a failed check is not a failed run
+            failed = run_once(config)  # a failed check: cron hears of it (and nothing is lost)
+            assert failed.returncode == 4, failed.stderr
+            assert "ticker-monitor: could not fetch: timesca" in failed.stderr
         # meanwhile the page changed; the source comes back
         server.default = None
         server.set_page(page(TMT_DOWN | {"KGS/USD": ("0.01150", "0.52")}))
@@ -103,9 +105,9 @@ def test_layout_change_alerts_once_and_recovers(tmp_path: Path) -> None:
         assert run_once(config).returncode == 0
         server.set_page("<html><body><p>We moved the ticker.</p></body></html>")
         for _ in range(3):
-            assert run_once(config).returncode == 0
+            assert run_once(config).returncode == 3  # no ticker on the page
         server.set_page(b"\x00\xff\xfe garbage \x89PNG\r\n")
-        assert run_once(config).returncode == 0
+        assert run_once(config).returncode == 3
         server.set_page(page(BASE))
         assert run_once(config).returncode == 0
     assert kinds(tmp_path / "audit.jsonl") == [("parse_failed", None), ("parse_recovered", None)]
