@@ -42,7 +42,8 @@ percentages are compared as ``Decimal`` values, never floats, so ``0.0100`` equa
     success ever recorded, only the count ``N`` applies.
 
     ``source_down`` and ``source_recovered`` carry ``since`` (the outage's first failed check) and
-    ``failed_checks``; ``parse_recovered`` carries ``since`` (the first page without a ticker).
+    ``failed_checks``; ``parse_recovered`` carries ``since`` (the first page without a ticker) and
+    ``failed_checks`` (the checks that found none, ``parse_failed_checks``).
 
 Threshold semantics (the question users of other tools keep asking, answered here):
 
@@ -682,7 +683,7 @@ def _outage_alarm(
         failed: int | None = after.consecutive_failures
     else:
         holds, since = after.parse_failing, after.parse_failing_since
-        live, failed = isinstance(outcome, ParseFailed), None
+        live, failed = isinstance(outcome, ParseFailed), after.parse_failed_checks
     if not holds:
         return None, _outage_over(check, orule, kind, prev)
     if not live:  # e.g. a fetch failure while the page had no ticker: no news of it
@@ -712,7 +713,8 @@ def _outage_over(
         n = check.before.consecutive_failures
         facts: dict[str, object] = {"detail": _recovered_detail(check.before), "failed_checks": n}
     else:
-        facts = {"detail": "ticker found again"}
+        n = check.before.parse_failed_checks
+        facts = {"detail": "ticker found again", "failed_checks": n or None}
     return check.event(_RECOVERY[kind], orule, since=prev.since, **facts)
 
 
@@ -778,6 +780,7 @@ def step(
                     detail="ticker found again",
                     snapshot=snapshot,
                     since=state.parse_failing_since,
+                    failed_checks=state.parse_failed_checks or None,
                 )
             )
         changes = detect(state.snapshot, snapshot, now, target=target, source_url=source_url)
@@ -800,6 +803,7 @@ def step(
             last_alerted=result.last_alerted,
             failing_since=None,
             parse_failing_since=None,
+            parse_failed_checks=0,
         )
         tail = changes + result.events
     elif isinstance(outcome, FetchFailed):
@@ -854,6 +858,7 @@ def step(
             parse_failing=True,
             failing_since=None,
             parse_failing_since=state.parse_failing_since if state.parse_failing else now,
+            parse_failed_checks=(state.parse_failed_checks if state.parse_failing else 0) + 1,
         )
         tail = []
     else:

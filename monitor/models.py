@@ -323,7 +323,8 @@ class TargetState:
     ``last_alerted`` holds, per ``rule|pair``, the rate that ``min_move_pct`` measures from.
     ``last_routed`` holds, per ``rule|pair``, when that rule last routed an event (for ``cooldown``).
     ``failing_since`` / ``parse_failing_since``: the first failed check of the current outage / run
-    of pages without a ticker (durations in messages are measured from them).
+    of pages without a ticker (durations in messages are measured from them);
+    ``parse_failed_checks`` counts the checks of that run.
     """
 
     snapshot: Snapshot | None = None
@@ -339,6 +340,8 @@ class TargetState:
     fingerprint: str = ""
     failing_since: datetime | None = None
     parse_failing_since: datetime | None = None
+    #: checks that found no ticker since the page last showed one
+    parse_failed_checks: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -355,6 +358,7 @@ class TargetState:
             "parse_failing_since": (
                 self.parse_failing_since.isoformat() if self.parse_failing_since else None
             ),
+            "parse_failed_checks": self.parse_failed_checks,
         }
 
     @classmethod
@@ -381,6 +385,7 @@ class TargetState:
             fingerprint=str(data.get("fingerprint", "")),
             failing_since=_opt_time(data.get("failing_since")),
             parse_failing_since=_opt_time(data.get("parse_failing_since")),
+            parse_failed_checks=int(data.get("parse_failed_checks", 0)),
         )
 
 

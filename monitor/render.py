@@ -352,24 +352,23 @@ def _note(event: Event) -> str:
 
 
 def _outage(event: Event) -> tuple[str, str]:
-    """An outage event's ``(headline, summary)``, both without the target's name."""
+    """An outage event's ``(headline, summary)``, both without the target's name:
+    ``is down`` / ``is down for 10 min (3 failed checks): HTTP 503 ...``."""
     lasted = duration(event.duration)
     kind, again = event.kind, event.reminder > 0
+    after = f" after {lasted}" if lasted else ""
     if kind is EventKind.SOURCE_DOWN:
-        headline = (
-            (f"is still down after {lasted}" if lasted else "is still down")
-            if again
-            else (f"is down for {lasted}" if lasted else "is down")
-        )
+        headline = f"is still down{after}" if again else "is down"
+        phrase = headline if again or not lasted else f"is down for {lasted}"
     elif kind is EventKind.SOURCE_RECOVERED:
-        headline = f"is back after {lasted}" if lasted else "is back"
+        headline = phrase = f"is back{after}"
     elif kind is EventKind.PARSE_FAILED:
-        headline = "still shows no ticker" if again else "shows no ticker"
-        headline += f" after {lasted}" if again and lasted else ""
+        headline = f"still shows no ticker{after}" if again else "shows no ticker"
+        phrase = headline if again or not lasted else f"shows no ticker for {lasted}"
     elif kind is EventKind.PARSE_RECOVERED:
-        headline = "shows its ticker again" + (f" after {lasted}" if lasted else "")
+        headline = phrase = f"shows its ticker again{after}"
     else:  # a pair kind without a pair: say what it is
-        headline = kind.value.replace("_", " ")
+        headline = phrase = kind.value.replace("_", " ")
     extras = []
     if event.failed_checks:
         extras.append(_plural(event.failed_checks, "failed check"))
@@ -377,7 +376,7 @@ def _outage(event: Event) -> tuple[str, str]:
         extras.append(f"reminder {event.reminder}")
     if event.rule:
         extras.append(f"rule {sanitize(event.rule, NAME_LIMIT)}")
-    summary = headline + (f" ({', '.join(extras)})" if extras else "")
+    summary = phrase + (f" ({', '.join(extras)})" if extras else "")
     detail = sanitize(event.detail, DETAIL_LIMIT)
     if detail and kind in (EventKind.SOURCE_DOWN, EventKind.PARSE_FAILED):
         summary += f": {detail}"

@@ -244,7 +244,9 @@ def test_parse_failure_reminders() -> None:
     ]
     assert reminders == [(16, K.PARSE_FAILED, 1)]
     (back,) = [e for e in per_check[21] if e.kind is K.PARSE_RECOVERED]
-    assert back.duration == timedelta(minutes=20)
+    assert (back.duration, back.failed_checks) == (timedelta(minutes=20), 20)
+    (reminder,) = [e for e in per_check[16] if e.reminder]
+    assert (reminder.duration, reminder.failed_checks) == (timedelta(minutes=15), 16)
 
 
 def test_outage_rules_and_policies_come_from_the_configuration() -> None:

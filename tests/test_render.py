@@ -188,7 +188,7 @@ def test_a_line_template_is_filled_once_per_line() -> None:
         (
             EventKind.SOURCE_DOWN,
             {"since_minutes": 10, "failed_checks": 3},
-            "timesca is down for 10 min",
+            "timesca is down",
             "timesca is down for 10 min (3 failed checks): HTTP 503",
         ),
         (
