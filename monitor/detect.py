@@ -284,12 +284,16 @@ class Policy:
             raise ValueError("down_after_seconds cannot be negative")
 
 
+def _named(rules: Sequence[RuleConfig], names: Sequence[str]) -> Iterator[tuple[RuleConfig, str]]:
+    if len(rules) != len(names):
+        raise ValueError(f"{len(rules)} rules but {len(names)} names")
+    return zip(rules, names, strict=True)
+
+
 def thresholds_from_rules(
     rules: Sequence[RuleConfig], names: Sequence[str]
 ) -> tuple[Threshold, ...]:
     """One ``Threshold`` per rule that defines one; ``names[i]`` is rule ``i``'s name."""
-    if len(rules) != len(names):
-        raise ValueError(f"{len(rules)} rules but {len(names)} names")
     return tuple(
         Threshold(
             rule=name,
@@ -305,7 +309,7 @@ def thresholds_from_rules(
             repeat=rule.repeat_interval,
             send_resolved=rule.send_resolved,
         )
-        for rule, name in zip(rules, names, strict=True)
+        for rule, name in _named(rules, names)
         if rule.has_threshold
     )
 
@@ -314,8 +318,6 @@ def outage_rules_from_rules(
     rules: Sequence[RuleConfig], names: Sequence[str]
 ) -> tuple[OutageRule, ...]:
     """One ``OutageRule`` per rule routing an outage kind with ``for`` or ``repeat_interval``."""
-    if len(rules) != len(names):
-        raise ValueError(f"{len(rules)} rules but {len(names)} names")
     return tuple(
         OutageRule(
             rule=name,
@@ -324,7 +326,7 @@ def outage_rules_from_rules(
             hold=rule.hold,
             repeat=rule.repeat_interval,
         )
-        for rule, name in zip(rules, names, strict=True)
+        for rule, name in _named(rules, names)
         if rule.conditions and (rule.hold > 0 or rule.repeat_interval > 0)
     )
 

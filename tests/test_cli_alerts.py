@@ -278,3 +278,29 @@ def test_help_of_the_new_commands() -> None:
         proc = cli(*args)
         assert proc.returncode == 0, proc.stderr
         assert "--config" in proc.stdout
+
+
+async def test_no_secret_of_a_target_url_reaches_rules_test_or_test_sink(tmp_path: Path) -> None:
+    secret_url = "https://reader:s3cr3t-pw@ticker.example/rates?token=t0ken-abc"
+    async with HttpReceiver() as receiver:
+        config = write_config(
+            tmp_path,
+            secret_url,
+            sinks=("audit",),
+            extra=f'[sinks.hook]\ntype = "webhook"\nurl = "{receiver.url("/hook")}"\n',
+        )
+        proc = await asyncio.to_thread(
+            cli, "test-sink", "hook", "--config", str(config), cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        sent = receiver.requests[0].body.decode()
+    old, new = pages(tmp_path)
+    dry = cli("rules", "test", str(old), str(new), "--config", str(config), cwd=tmp_path)
+    dry_json = cli(
+        "rules", "test", str(old), str(new), "--json", "--config", str(config), cwd=tmp_path
+    )
+    for text in (sent, proc.stdout, proc.stderr, dry.stdout, dry.stderr, dry_json.stdout):
+        assert "s3cr3t-pw" not in text
+        assert "t0ken-abc" not in text
+    assert "https://ticker.example/rates" in sent  # the page, as a check reports it
+    assert json.loads(dry_json.stdout)["events"][0]["source_url"] == "https://ticker.example/rates"

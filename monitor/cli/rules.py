@@ -102,6 +102,7 @@ def _snapshot(source: str, plan: TargetPlan) -> Snapshot:
 def dry_run(settings: Settings, args: argparse.Namespace, now: datetime) -> DryRun:
     from monitor.daemon import plan_target  # noqa: PLC0415 -- start-up time
     from monitor.detect import Observed, step  # noqa: PLC0415
+    from monitor.fetch import safe_url  # noqa: PLC0415
     from monitor.route import route, routes_from_settings  # noqa: PLC0415
 
     if not settings.targets:
@@ -112,7 +113,7 @@ def dry_run(settings: Settings, args: argparse.Namespace, now: datetime) -> DryR
         fail(EXIT_USAGE, f"no target named {name!r} (configured: {', '.join(names)})")
     plan = plan_target(settings, settings.target(name))
     before, after = _snapshot(args.old, plan), _snapshot(args.new, plan)
-    url = plan.config.url
+    url = safe_url(plan.config.url)  # as a check reports it: no credentials, no query
     earlier = now - timedelta(seconds=plan.config.interval)
     state, _ = step(
         TargetState(),

@@ -27,6 +27,7 @@ from monitor.cli.common import (
     settings_of,
 )
 from monitor.errors import SinkError
+from monitor.fetch import safe_url
 from monitor.models import Delivery, Event, EventKind, Reading, dedup_key
 from monitor.settings import Settings
 
@@ -60,9 +61,10 @@ def sample_deliveries(
             fail(
                 EXIT_USAGE, f"no target named {target!r} (configured: {', '.join(names) or 'none'})"
             )
-        name, url = target, settings.target(target).url
+        name, url = target, safe_url(settings.target(target).url)
     elif settings.targets:
-        name, url = settings.targets[0].name, settings.targets[0].url
+        # the page as a check reports it: without credentials or query
+        name, url = settings.targets[0].name, safe_url(settings.targets[0].url)
     else:
         name, url = EXAMPLE_TARGET, EXAMPLE_URL
     old, new = Reading(Decimal("1.0000"), Decimal("0")), Reading(Decimal("1.0025"), Decimal("0.25"))
