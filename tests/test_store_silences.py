@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -232,3 +233,49 @@ async def test_load_for_check_brings_the_state_and_the_targets_silences(
     loaded, validators, silences = await store.load_for_check("timesca", now=T0)
     assert (loaded, validators, silences) == (state, Validators(etag="x"), [mine])
     assert await store.load_for_check("never-seen", now=T0) == (TargetState(), Validators(), [])
+
+
+async def test_the_new_event_vocabulary_round_trips_through_the_outbox(store: SqliteStore) -> None:
+    since = T0 - timedelta(minutes=70)
+    events = [
+        Event(
+            EventKind.THRESHOLD_CLEARED,
+            "timesca",
+            "TMT/USD",
+            Reading(Decimal("0.28710"), Decimal("0.47")),
+            Reading(Decimal("0.28550"), Decimal("-0.14")),
+            T0,
+            rule="tmt-high",
+            detail="rate 0.28550 back at or below 0.2860",
+            since=since,
+        ),
+        Event(
+            EventKind.SOURCE_DOWN,
+            "timesca",
+            None,
+            None,
+            None,
+            T0,
+            rule="outages",
+            detail="HTTP 503",
+            since=since,
+            failed_checks=14,
+            reminder=2,
+        ),
+        Event(EventKind.RATE_CHANGED, "timesca", "TEST/USD", None, None, T0, test=True),
+    ]
+    await store.commit_check(
+        "timesca",
+        state=TargetState(),
+        validators=Validators(),
+        observed=None,
+        observed_at=T0,
+        deliveries=[NewDelivery(e, "team", "c1") for e in events],
+    )
+    claimed = await store.claim("team", now=T0, limit=10, lease=60, owner="w")
+    assert [d.event for d in claimed] == events
+    assert [d.event.event_id for d in claimed] == [e.event_id for e in events]
+    assert claimed[1].event.duration == timedelta(minutes=70)
+    assert claimed[1].event.to_json()["duration_seconds"] == 4200
+    # a reminder's id differs from the first message's, so the outbox keeps both
+    assert dataclasses.replace(events[1], reminder=0, event_id="").event_id != events[1].event_id
