@@ -393,42 +393,40 @@ def _remind(alarm: Alarm, now: datetime, repeat: float) -> Alarm | None:
 
 def _bands(threshold: Threshold, quote: Quote) -> Iterator[tuple[str, bool, bool, str, str, str]]:
     """Per band condition the threshold defines: ``(condition, beyond, cleared, fire detail,
-    still-in-band detail, cleared detail)``. The details name the value, not the pair."""
-    rate, pct = f"rate {_fmt(quote.rate)}", quote.change_pct
+    still-in-band detail, cleared detail)``. The details name the rule's levels only: the page's
+    own numbers reach a message through its readings (``monitor.render.number``)."""
+    rate, pct = quote.rate, quote.change_pct
     if (level := threshold.min_abs_change_pct) is not None:
         clear = threshold.clear_level(level)
-        now = "no change %" if pct is None else f"change {_fmt(pct)}%"
         beyond = pct is not None and abs(pct) >= level
         cleared = pct is None or abs(pct) < clear  # no percentage on the page: outside
         yield (
             ABS_CHANGE,
             beyond,
             cleared and not beyond,
-            f"{now} reached ±{_fmt(level)}%",
-            f"{now} not yet back within ±{_fmt(clear)}%",
-            f"{now} back within ±{_fmt(clear)}%",
+            f"change reached ±{_fmt(level)}%",
+            f"change not yet back within ±{_fmt(clear)}%",
+            f"change back within ±{_fmt(clear)}%",
         )
     if (level := threshold.above) is not None:
         clear = threshold.clear_level(level)
-        beyond = quote.rate > level
         yield (
             ABOVE,
-            beyond,
-            quote.rate <= clear and not beyond,
-            f"{rate} above {_fmt(level)}",
-            f"{rate} not yet back at or below {_fmt(clear)}",
-            f"{rate} back at or below {_fmt(clear)}",
+            rate > level,
+            rate <= clear and not rate > level,
+            f"rate above {_fmt(level)}",
+            f"rate not yet back at or below {_fmt(clear)}",
+            f"rate back at or below {_fmt(clear)}",
         )
     if (level := threshold.below) is not None:
         clear = threshold.clear_level(level)
-        beyond = quote.rate < level
         yield (
             BELOW,
-            beyond,
-            quote.rate >= clear and not beyond,
-            f"{rate} below {_fmt(level)}",
-            f"{rate} not yet back at or above {_fmt(clear)}",
-            f"{rate} back at or above {_fmt(clear)}",
+            rate < level,
+            rate >= clear and not rate < level,
+            f"rate below {_fmt(level)}",
+            f"rate not yet back at or above {_fmt(clear)}",
+            f"rate back at or above {_fmt(clear)}",
         )
 
 

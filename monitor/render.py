@@ -31,7 +31,7 @@ Template fields (every value is a string; an absent value reads ``n/a``)
 ``change``          the signed rate difference new − old (``+0.00040``, ``-0.00040``, ``0``)
 ``rate_move``       the rate's move relative to the old rate (``-0.09%``)
 ``move``            what the pair did (``0.28575 → 0.28550 (-0.09%), change 0% → -0.14%``)
-``notes``           what the rules said (``rule tmt-high: rate 0.2871 above 0.2870``), or ``n/a``
+``notes``           what the rules said (``rule tmt-high: rate above 0.2870``), or ``n/a``
 ``summary``         the default description: ``$move · $notes`` for a pair, the outage sentence
                     for a target (``is back after 12 min (7 failed checks)``)
 ``headline``        the short form the default title uses (``TMT/USD ▼ 0.28550 (-0.09%)``,
@@ -60,7 +60,9 @@ alert (``ticker-monitor test-sink``) has ``[test]`` before its title and each of
 All scraped text (target names, pair labels, details, URLs) goes through :func:`sanitize`: control
 characters are removed, line breaks become spaces, length is bounded. Numbers the page printed are
 never rounded (:func:`number` is the one place they get their text); only ``rate_move``, a
-computed ratio, is rounded (to 0.01%, or two significant digits below that).
+computed ratio, is rounded (to 0.01%, or two significant digits below that). A rule's sentence
+(``detail``) names the rule's own levels (and ``min_move_pct``'s reference rate), not the page's
+current numbers.
 """
 
 from __future__ import annotations
@@ -340,7 +342,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _note(event: Event) -> str:
-    """What one rule said about a pair: ``rule tmt-high: rate 0.2871 above 0.2870 (for 2 min)``."""
+    """What one rule said about a pair: ``rule tmt-high: rate above 0.2870 (for 2 min)``."""
     rule = f"rule {sanitize(event.rule, NAME_LIMIT)}" if event.rule else "rule"
     detail = sanitize(event.detail, DETAIL_LIMIT)
     lasted = duration(event.duration)

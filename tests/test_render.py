@@ -139,7 +139,7 @@ def test_one_line_per_pair_per_check_whatever_kinds_fired() -> None:
     rate = delivery(kind=EventKind.RATE_CHANGED, row=1, **move)
     pct = delivery(kind=EventKind.CHANGE_PCT_CHANGED, row=2, **move)
     low = delivery(
-        kind=EventKind.THRESHOLD, rule="tmt-low", detail="rate 0.28550 below 0.2856", row=3, **move
+        kind=EventKind.THRESHOLD, rule="tmt-low", detail="rate below 0.2856", row=3, **move
     )
     kzt = delivery(
         kind=EventKind.RATE_CHANGED,
@@ -155,7 +155,7 @@ def test_one_line_per_pair_per_check_whatever_kinds_fired() -> None:
     assert [len(g.deliveries) for g in groups] == [3, 1, 1]
     assert [render.line(g) for g in groups] == [
         "timesca TMT/USD ▼ 0.28575 → 0.28550 (-0.09%), change 0% → -0.14% · rule tmt-low: "
-        f"rate 0.28550 below 0.2856 · page date 2025-05-16 · id {rate.short_id}",
+        f"rate below 0.2856 · page date 2025-05-16 · id {rate.short_id}",
         "timesca KZT/USD ▼ 0.00196 → 0.00195 (-0.51%), change 0% · page date 2025-05-16 "
         f"· id {kzt.short_id}",
         f"timesca is down: HTTP 503 · id {down.short_id}",
@@ -165,7 +165,7 @@ def test_one_line_per_pair_per_check_whatever_kinds_fired() -> None:
     assert f["dedup_ids"] == f"{rate.short_id} {pct.short_id} {low.short_id}"
     assert (f["count"], f["rule"]) == ("3", "tmt-low")
     assert render.title(groups[0]) == (
-        "timesca: TMT/USD ▼ 0.28550 (-0.09%) · rule tmt-low: rate 0.28550 below 0.2856"
+        "timesca: TMT/USD ▼ 0.28550 (-0.09%) · rule tmt-low: rate below 0.2856"
     )
     # the same pair in another check is another line
     again = replace(rate, check_id="check-2")
@@ -235,30 +235,30 @@ def test_outage_titles_and_lines_say_how_long(
 def test_threshold_notes_say_reminders_durations_and_clears() -> None:
     common = {"rule": "tmt-high", "old": ("0.2871", "0"), "new": ("0.2871", "0")}
     fired = delivery(
-        kind=EventKind.THRESHOLD, detail="rate 0.2871 above 0.2870", since_minutes=2, **common
+        kind=EventKind.THRESHOLD, detail="rate above 0.2870", since_minutes=2, **common
     )  # type: ignore[arg-type]
     again = delivery(
         kind=EventKind.THRESHOLD,
-        detail="rate 0.2871 above 0.2870",
+        detail="rate above 0.2870",
         since_minutes=125,
         reminder=2,
         **common,
     )  # type: ignore[arg-type]
     cleared = delivery(
         kind=EventKind.THRESHOLD_CLEARED,
-        detail="rate 0.2858 back at or below 0.2860",
+        detail="rate back at or below 0.2860",
         since_minutes=35,
         **common,
     )  # type: ignore[arg-type]
-    assert render.fields(fired)["notes"] == "rule tmt-high: rate 0.2871 above 0.2870 (for 2 min)"
+    assert render.fields(fired)["notes"] == "rule tmt-high: rate above 0.2870 (for 2 min)"
     assert render.fields(again)["notes"] == (
-        "rule tmt-high, reminder 2: rate 0.2871 above 0.2870 (for 2 h 5 min)"
+        "rule tmt-high, reminder 2: rate above 0.2870 (for 2 h 5 min)"
     )
     assert render.fields(cleared)["notes"] == (
-        "rule tmt-high cleared: rate 0.2858 back at or below 0.2860 (after 35 min)"
+        "rule tmt-high cleared: rate back at or below 0.2860 (after 35 min)"
     )
     assert render.title(again) == (
-        "timesca: TMT/USD 0.2871 · rule tmt-high, reminder 2: rate 0.2871 above 0.2870 (for 2 h 5 min)"
+        "timesca: TMT/USD 0.2871 · rule tmt-high, reminder 2: rate above 0.2870 (for 2 h 5 min)"
     )
 
 

@@ -246,7 +246,7 @@ async def test_the_new_event_vocabulary_round_trips_through_the_outbox(store: Sq
             Reading(Decimal("0.28550"), Decimal("-0.14")),
             T0,
             rule="tmt-high",
-            detail="rate 0.28550 back at or below 0.2860",
+            detail="rate back at or below 0.2860",
             since=since,
         ),
         Event(
