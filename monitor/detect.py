@@ -163,15 +163,8 @@ def detect(
     after = _index(current)
 
     def event(kind: EventKind, pair: str, old: Quote | None, new: Quote | None) -> Event:
-        return Event(
-            kind=kind,
-            target=target,
-            pair=pair,
-            old=Reading.of(old),
-            new=Reading.of(new),
-            observed_at=now,
-            page_date=current.page_date,
-            source_url=source_url,
+        return _pair_event(
+            kind, pair, old, new, now=now, current=current, target=target, source_url=source_url
         )
 
     events: list[Event] = []
@@ -188,6 +181,32 @@ def detect(
         if pair not in after:
             events.append(event(EventKind.PAIR_REMOVED, pair, old, None))
     return events
+
+
+def _pair_event(
+    kind: EventKind,
+    pair: str,
+    old: Quote | None,
+    new: Quote | None,
+    *,
+    now: datetime,
+    current: Snapshot,
+    target: str,
+    source_url: str,
+    **facts: object,
+) -> Event:
+    """An event about one pair of the current snapshot (``facts``: rule, detail, since, ...)."""
+    return Event(
+        kind=kind,
+        target=target,
+        pair=pair,
+        old=Reading.of(old),
+        new=Reading.of(new),
+        observed_at=now,
+        page_date=current.page_date,
+        source_url=source_url,
+        **facts,  # type: ignore[arg-type]  # the optional Event fields, by name
+    )
 
 
 def implausible_pairs(
@@ -531,43 +550,29 @@ def _evaluate_thresholds(
                 alarms=alarms,
                 last_alerted=last_alerted,
             )
-
-            def event(
-                kind: EventKind,
-                details: list[str],
-                since: list[datetime],
-                reminder: int = 0,
-                *,
-                pair: str = pair,
-                old: Quote | None = old,
-                quote: Quote = quote,
-                rule: str = threshold.rule,
-            ) -> Event:
-                return Event(
-                    kind=kind,
+            made = (
+                (EventKind.THRESHOLD, found.fired, found.fired_since, 0),
+                (EventKind.THRESHOLD, found.reminded, found.reminded_since, found.reminder),
+                (EventKind.THRESHOLD_CLEARED, found.cleared, found.cleared_since, 0),
+            )
+            events += [
+                _pair_event(
+                    kind,
+                    pair,
+                    old,
+                    quote,
+                    now=now,
+                    current=current,
                     target=target,
-                    pair=pair,
-                    old=Reading.of(old),
-                    new=Reading.of(quote),
-                    observed_at=now,
-                    page_date=current.page_date,
                     source_url=source_url,
-                    rule=rule,
+                    rule=threshold.rule,
                     detail="; ".join(details),
                     since=min(since),
                     reminder=reminder,
                 )
-
-            if found.fired:
-                events.append(event(EventKind.THRESHOLD, found.fired, found.fired_since))
-            if found.reminded:
-                events.append(
-                    event(EventKind.THRESHOLD, found.reminded, found.reminded_since, found.reminder)
-                )
-            if found.cleared:
-                events.append(
-                    event(EventKind.THRESHOLD_CLEARED, found.cleared, found.cleared_since)
-                )
+                for kind, details, since, reminder in made
+                if details
+            ]
     return _ThresholdResult(events, alarms, last_alerted)
 
 
