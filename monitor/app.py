@@ -26,7 +26,7 @@ from typing import TextIO
 import httpx
 
 from monitor.check import Checker, TargetPlan
-from monitor.detect import Policy, Threshold, thresholds_from_rules
+from monitor.detect import policy_for
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.metrics import Metrics
 from monitor.outbox import Deliverer, RetryPolicy
@@ -44,7 +44,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def plan_target(target: TargetConfig, thresholds: tuple[Threshold, ...]) -> TargetPlan:
+def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
     """A target's settings turned into what its checks need, computed once."""
     headers = dict(target.headers)
     if target.user_agent:  # else the fetcher sends the global one
@@ -55,20 +55,14 @@ def plan_target(target: TargetConfig, thresholds: tuple[Threshold, ...]) -> Targ
         fetch_policy=FetchPolicy(
             timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
         ),
-        detect_policy=Policy(
-            down_after=target.down_after,
-            down_after_seconds=target.down_after_time,
-            thresholds=thresholds,
-        ),
+        detect_policy=policy_for(target, settings.rules, settings.rule_names()),
         headers=headers,
     )
 
 
 def plans_for(settings: Settings) -> tuple[TargetPlan, ...]:
-    """Every target's plan, with the thresholds of the configured rules."""
-    names = [settings.rule_name(i) for i in range(len(settings.rules))]
-    thresholds = thresholds_from_rules(settings.rules, names)
-    return tuple(plan_target(t, thresholds) for t in settings.targets)
+    """Every target's plan under the configured rules."""
+    return tuple(plan_target(settings, t) for t in settings.targets)
 
 
 def store_for(settings: Settings) -> Store:
@@ -152,11 +146,10 @@ async def build_app(
         on_result=metrics.delivery,
         on_delivered=metrics.delivered,
     )
-    names = [settings.rule_name(i) for i in range(len(settings.rules))]
     checker = Checker(
         store=store,
         fetcher=fetcher,
-        routes=routes_from_settings(settings.rules, names),
+        routes=routes_from_settings(settings.rules, settings.rule_names()),
         on_committed=deliverer.wake,
         clock=clock,
         metrics=metrics,

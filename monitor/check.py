@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -24,7 +24,7 @@ from monitor.errors import FetchError, ParseError
 from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
 from monitor.logs import bind_check, unbind_check
 from monitor.metrics import Metrics
-from monitor.models import Snapshot, TargetState, Validators
+from monitor.models import Event, NewDelivery, Snapshot, TargetState, Validators
 from monitor.parse import Grammar
 from monitor.reader import Reader
 from monitor.route import Route, route
@@ -75,7 +75,7 @@ class TargetPlan:
     @property
     def state_refresh(self) -> float:
         """How stale the stored ``last_success_at`` may grow before an unchanged check writes it."""
-        limit = self.config.down_after_time
+        limit = self.config.down_for
         return STATE_REFRESH if limit is None else min(STATE_REFRESH, limit / 5)
 
     @property
@@ -98,6 +98,11 @@ def read_snapshot(body: bytes, plan: TargetPlan, *, content_type: str = "") -> S
         log.warning("ticker_partly_read", detail=warning)
     if snapshot.conflicts:
         log.warning("ticker_repeats_disagree", pairs=list(snapshot.conflicts), kept="first block")
+    return configured_pairs(snapshot, plan)
+
+
+def configured_pairs(snapshot: Snapshot, plan: TargetPlan) -> Snapshot:
+    """Only the target's configured pairs (all when none are configured); none is a ParseError."""
     wanted = plan.config.pairs
     if wanted:
         quotes = tuple(q for q in snapshot.quotes if q.pair in wanted)
@@ -146,19 +151,11 @@ class Checker:
     async def _check(
         self, plan: TargetPlan, check_id: str, next_check: datetime | None
     ) -> CheckResult:
-        state, validators = await self._store.load_target(plan.name)
-        stored = state
         now = self._clock()
-        if state.fingerprint != plan.fingerprint:
-            if state.snapshot is not None:
-                log.info("target_settings_changed", detail="the next observation is a baseline")
-            state = replace(
-                state,
-                snapshot=None,
-                inside=frozenset(),
-                last_alerted={},
-                fingerprint=plan.fingerprint,
-            )
+        # the silences come with the state: every instance sharing the store honours them
+        state, validators, silences = await self._store.load_for_check(plan.name, now=now)
+        stored = state
+        state = self._baseline_if_changed(state, plan)
         url = plan.config.url
         observed: Snapshot | None = None
         new_validators = Validators()
@@ -195,6 +192,7 @@ class Checker:
             check_id=check_id,
             now=now,
             last_routed=new_state.last_routed,
+            silences=silences,
         )
         new_state = replace(new_state, last_routed=last_routed)
         if error:
@@ -219,9 +217,7 @@ class Checker:
             observed_at=now,
             deliveries=deliveries,
         )
-        for event in events:
-            self._metrics.event(plan.name, event.kind.value)
-            log.info("event_detected", kind=event.kind.value, pair=event.pair, detail=event.detail)
+        self._log_committed(plan, events, deliveries)
         if inserted:
             self._on_committed()
         log.info(
@@ -232,6 +228,45 @@ class Checker:
             deliveries=inserted,
         )
         return CheckResult(plan.name, check_id, label, len(events), inserted, new_state, error)
+
+    @staticmethod
+    def _baseline_if_changed(state: TargetState, plan: TargetPlan) -> TargetState:
+        """``state`` made a baseline when the target's reading settings changed since it was
+        stored: the next observation then alerts on nothing the new settings alone caused."""
+        if state.fingerprint == plan.fingerprint:
+            return state
+        if state.snapshot is not None:
+            log.info("target_settings_changed", detail="the next observation is a baseline")
+        return replace(
+            state,
+            snapshot=None,
+            alarms={k: v for k, v in state.alarms.items() if "|*|" in k},  # outages stay
+            last_alerted={},
+            fingerprint=plan.fingerprint,
+        )
+
+    def _log_committed(
+        self, plan: TargetPlan, events: Sequence[Event], deliveries: Sequence[NewDelivery]
+    ) -> None:
+        for event in events:
+            self._metrics.event(plan.name, event.kind.value)
+            log.info(
+                "event_detected",
+                kind=event.kind.value,
+                pair=event.pair,
+                detail=event.detail,
+                rule=event.rule,
+                reminder=event.reminder,
+            )
+        for d in deliveries:
+            if d.silenced_by is not None:
+                log.info(
+                    "alert_silenced",
+                    kind=d.event.kind.value,
+                    pair=d.event.pair,
+                    sink=d.sink,
+                    silenced_by=d.silenced_by,
+                )
 
     @staticmethod
     def _log_failure(

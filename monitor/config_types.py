@@ -139,3 +139,8 @@ class ActiveWindow(Strict):
         if start <= end:
             return start <= clock < end
         return clock >= start or clock < end  # across midnight, e.g. 22:00-06:00
+
+    @property
+    def always(self) -> bool:
+        """Does the window cover every moment of the week?"""
+        return set(self.days) == set(DAYS) and self._span == (time(0), time.max)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -139,17 +140,31 @@ class Snapshot:
 
 
 class EventKind(StrEnum):
-    """The event vocabulary of DESIGN.md."""
+    """The event vocabulary of DESIGN.md, and ``threshold_cleared`` (a rule's ``send_resolved``)."""
 
     RATE_CHANGED = "rate_changed"
     CHANGE_PCT_CHANGED = "change_pct_changed"
     THRESHOLD = "threshold"
+    THRESHOLD_CLEARED = "threshold_cleared"
     PAIR_ADDED = "pair_added"
     PAIR_REMOVED = "pair_removed"
     SOURCE_DOWN = "source_down"
     SOURCE_RECOVERED = "source_recovered"
     PARSE_FAILED = "parse_failed"
     PARSE_RECOVERED = "parse_recovered"
+
+
+#: the kinds whose events always concern one pair (the others concern the whole target)
+PAIR_KINDS = frozenset(
+    {
+        EventKind.RATE_CHANGED,
+        EventKind.CHANGE_PCT_CHANGED,
+        EventKind.THRESHOLD,
+        EventKind.THRESHOLD_CLEARED,
+        EventKind.PAIR_ADDED,
+        EventKind.PAIR_REMOVED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +221,22 @@ class Reading:
         )
 
 
+def _opt_time(value: object) -> datetime | None:
+    return None if value in (None, "") else datetime.fromisoformat(str(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something worth telling a human. ``event_id`` is deterministic: the same facts, the same id.
 
-    ``rule`` names the rule whose threshold fired (threshold events only); ``detail`` is a short
-    human sentence (the threshold crossed, the fetch error), never containing a secret.
+    ``rule`` names the rule whose threshold fired (threshold events), or the rule that asked for a
+    reminder or a confirmation (``repeat_interval``, ``for``). ``detail`` is a short human sentence
+    (the level crossed, the fetch error), never containing a secret.
+
+    ``since`` is when the condition the event is about began (the first failed check of an outage,
+    the first check beyond a threshold's level), so ``duration`` says how long it has lasted.
+    ``failed_checks`` counts an outage's failed checks. ``reminder`` is 0 for the first message and
+    N for the N-th reminder of a condition still going on. ``test`` marks ``test-sink``'s sample.
     """
 
     kind: EventKind
@@ -224,12 +249,23 @@ class Event:
     source_url: str = ""
     rule: str | None = None
     detail: str = ""
+    since: datetime | None = None
+    failed_checks: int | None = None
+    reminder: int = 0
+    test: bool = False
     event_id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observed_at", utc(self.observed_at))
+        if self.since is not None:
+            object.__setattr__(self, "since", utc(self.since))
         if not self.event_id:
             object.__setattr__(self, "event_id", self._compute_id())
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long the condition has lasted when this event was raised (None: unknown)."""
+        return None if self.since is None else self.observed_at - self.since
 
     def _compute_id(self) -> str:
         parts = [
@@ -241,9 +277,15 @@ class Event:
             self.observed_at.isoformat(),
             self.rule or "",
         ]
+        # Appended only when set, so an event without them keeps the id earlier versions gave it.
+        if self.reminder:
+            parts.append(f"reminder={self.reminder}")
+        if self.test:
+            parts.append("test")
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
     def to_json(self) -> dict[str, Any]:
+        duration = self.duration
         return {
             "event_id": self.event_id,
             "kind": self.kind.value,
@@ -256,11 +298,19 @@ class Event:
             "source_url": self.source_url,
             "rule": self.rule,
             "detail": self.detail,
+            "since": self.since.isoformat() if self.since else None,
+            # derived from since (ignored when read back); whole seconds, for receivers
+            "duration_seconds": None if duration is None else int(duration.total_seconds()),
+            "failed_checks": self.failed_checks,
+            "reminder": self.reminder,
+            "test": self.test,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Event:
+        """Read an event back; rows written before ``since``/``reminder``/... existed load too."""
         page_date = data.get("page_date")
+        failed = data.get("failed_checks")
         return cls(
             kind=EventKind(data["kind"]),
             target=str(data["target"]),
@@ -272,6 +322,10 @@ class Event:
             source_url=str(data.get("source_url", "")),
             rule=data.get("rule"),
             detail=str(data.get("detail", "")),
+            since=_opt_time(data.get("since")),
+            failed_checks=None if failed is None else int(failed),
+            reminder=int(data.get("reminder") or 0),
+            test=bool(data.get("test", False)),
             event_id=str(data.get("event_id", "")),
         )
 
@@ -295,13 +349,57 @@ class Validators:
 
 
 @dataclass(frozen=True, slots=True)
+class Alarm:
+    """One rule's ongoing condition: a threshold beyond its level, or a source down for a rule that
+    confirms (``for``) or reminds (``repeat_interval``) on its own.
+
+    *Pending* (``fired_at`` is None) while the condition has held for less than the rule's ``for``;
+    *firing* from then until it clears. ``since`` is the first check at which it held (None in
+    states written before it was recorded). ``notified`` is false for a condition absorbed silently
+    (a first observation already beyond the level): no reminder and no ``threshold_cleared`` for
+    it. ``reminders`` counts the reminders sent (reminder N is due ``N * repeat_interval`` after
+    ``fired_at``).
+    """
+
+    since: datetime | None
+    fired_at: datetime | None = None
+    notified: bool = False
+    reminders: int = 0
+
+    @property
+    def firing(self) -> bool:
+        return self.fired_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "fired_at": self.fired_at.isoformat() if self.fired_at else None,
+            "notified": self.notified,
+            "reminders": self.reminders,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alarm:
+        return cls(
+            since=_opt_time(data.get("since")),
+            fired_at=_opt_time(data.get("fired_at")),
+            notified=bool(data.get("notified", False)),
+            reminders=int(data.get("reminders", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TargetState:
     """Everything the detector remembers about one target between checks.
 
-    ``inside`` holds the threshold keys (``rule|pair|condition``) currently inside their band: they
-    fired on entering and fire again only after leaving (hysteresis). ``last_alerted`` holds, per
-    ``rule|pair``, the rate that ``min_move_pct`` measures from. ``last_routed`` holds, per
-    ``rule|pair``, when that rule last routed an event (for ``cooldown``).
+    ``alarms`` holds the rules' conditions that are pending or firing, keyed ``rule|pair|condition``
+    (condition ``above``, ``below``, ``abs_change`` or ``move``; pair ``*`` and condition
+    ``source_down`` or ``parse_failed`` for a rule's own outage alarm). A key absent is armed.
+    ``last_alerted`` holds, per ``rule|pair``, the rate that ``min_move_pct`` measures from.
+    ``last_routed`` holds, per ``rule|pair``, when that rule last routed an event (for ``cooldown``).
+    ``failing_since`` / ``parse_failing_since``: the first failed check of the current outage / run
+    of pages without a ticker (durations in messages are measured from them);
+    ``parse_failed_checks`` counts the checks of that run.
     """
 
     snapshot: Snapshot | None = None
@@ -309,12 +407,16 @@ class TargetState:
     down: bool = False
     parse_failing: bool = False
     last_success_at: datetime | None = None
-    inside: frozenset[str] = frozenset()
+    alarms: Mapping[str, Alarm] = field(default_factory=dict)
     last_alerted: Mapping[str, Decimal] = field(default_factory=dict)
     last_routed: Mapping[str, datetime] = field(default_factory=dict)
     #: what the target's reading settings (URL, selector, grammar, pairs) were when the snapshot
     #: was taken; when they change, the next observation is a new baseline
     fingerprint: str = ""
+    failing_since: datetime | None = None
+    parse_failing_since: datetime | None = None
+    #: checks that found no ticker since the page last showed one
+    parse_failed_checks: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -323,35 +425,52 @@ class TargetState:
             "down": self.down,
             "parse_failing": self.parse_failing,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
-            "inside": sorted(self.inside),
+            "alarms": {k: v.to_json() for k, v in sorted(self.alarms.items())},
             "last_alerted": {k: dec_str(v) for k, v in sorted(self.last_alerted.items())},
             "last_routed": {k: v.isoformat() for k, v in sorted(self.last_routed.items())},
             "fingerprint": self.fingerprint,
+            "failing_since": self.failing_since.isoformat() if self.failing_since else None,
+            "parse_failing_since": (
+                self.parse_failing_since.isoformat() if self.parse_failing_since else None
+            ),
+            "parse_failed_checks": self.parse_failed_checks,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TargetState:
+        """Read a stored state; one written before ``alarms`` existed keeps its bands as fired."""
         snap = data.get("snapshot")
         last = data.get("last_success_at")
+        if "alarms" in data:
+            alarms = {k: Alarm.from_json(v) for k, v in data["alarms"].items()}
+        else:  # the first version's ``inside``: bands that fired (or were absorbed) and stay in
+            fired = _opt_time(last) or datetime.fromtimestamp(0, UTC)
+            alarms = {k: Alarm(since=None, fired_at=fired) for k in data.get("inside", ())}
         return cls(
             snapshot=Snapshot.from_json(snap) if snap else None,
             consecutive_failures=int(data.get("consecutive_failures", 0)),
             down=bool(data.get("down", False)),
             parse_failing=bool(data.get("parse_failing", False)),
             last_success_at=datetime.fromisoformat(last) if last else None,
-            inside=frozenset(data.get("inside", ())),
+            alarms=alarms,
             last_alerted={k: Decimal(v) for k, v in data.get("last_alerted", {}).items()},
             last_routed={
                 k: datetime.fromisoformat(v) for k, v in data.get("last_routed", {}).items()
             },
             fingerprint=str(data.get("fingerprint", "")),
+            failing_since=_opt_time(data.get("failing_since")),
+            parse_failing_since=_opt_time(data.get("parse_failing_since")),
+            parse_failed_checks=int(data.get("parse_failed_checks", 0)),
         )
 
 
 class DeliveryStatus(StrEnum):
+    """An outbox row's status. ``silenced``: recorded, never delivered (a silence or a mute window)."""
+
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"
+    SILENCED = "silenced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,15 +490,68 @@ class Delivery:
     def short_id(self) -> str:
         return short_id(self.dedup_key)
 
+    @property
+    def line_key(self) -> tuple[str, str, str]:
+        """Rows sharing this key make one line of a message: one pair's events of one check.
+        An event without a pair (``source_down`` ...) is a line of its own."""
+        event = self.event
+        return (self.check_id, event.target, event.pair or f"#{self.dedup_key}")
+
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
-    """An outbox row about to be written, in the same transaction as the state it follows from."""
+    """An outbox row about to be written, in the same transaction as the state it follows from.
+
+    ``silenced_by`` names what holds it back (a silence's id, or ``mute:RULE``): such a row is
+    recorded with status ``silenced`` and never delivered.
+    """
 
     event: Event
     sink: str
     check_id: str
+    silenced_by: str | None = None
+    #: the rule that sent it (for ``rules test``; not stored)
+    rule: str | None = field(default=None, compare=False)
 
     @property
     def dedup_key(self) -> str:
         return dedup_key(self.event, self.sink)
+
+
+def new_silence_id() -> str:
+    """A fresh, short silence id to type back (``silence expire 3f9a1c2e``)."""
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """An operator's silence: events of ``target`` (and ``pair``, ``kind`` when set) between
+    ``starts_at`` and ``ends_at`` are recorded as silenced instead of delivered.
+
+    A pair silence does not match target-level events (``source_down`` ...): an outage still
+    alerts. ``expire`` ends a silence by moving ``ends_at`` to now.
+    """
+
+    id: str
+    target: str
+    pair: str | None
+    kind: EventKind | None
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starts_at", utc(self.starts_at))
+        object.__setattr__(self, "ends_at", utc(self.ends_at))
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, event: Event) -> bool:
+        """Does this silence cover ``event`` (ignoring time)?"""
+        if event.target != self.target:
+            return False
+        if self.pair is not None and event.pair != self.pair:
+            return False
+        return self.kind is None or event.kind is self.kind

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -40,7 +41,7 @@ from monitor import __version__
 from monitor.config_types import ActiveWindow, Duration, Name, Pair, Strict, read_secret_files
 from monitor.errors import ConfigError
 from monitor.feed import FeedQuery, compile_query
-from monitor.models import EventKind
+from monitor.models import PAIR_KINDS, EventKind
 from monitor.parse import Grammar, check_selector
 from monitor.sinks.registry import SinkConfig
 from monitor.store.open import BACKENDS, scheme_of
@@ -125,11 +126,25 @@ class TargetConfig(Strict):
     active: ActiveWindow | None = None
     #: consecutive failed checks before ``source_down``
     down_after: Annotated[int, Field(ge=1)] = 3
-    #: or: no successful check for this long (whichever comes first)
-    down_after_time: Duration | None = None
+    #: or: no good observation for this long, every check since failing (whichever comes first);
+    #: ``down_after_time`` is the older spelling of the same key
+    down_for: Duration | None = None
     #: a rate moving more than this in one check is re-fetched to confirm before it alerts
     max_jump_pct: Decimal | None = Decimal(20)
     max_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _down_after_time_is_down_for(cls, data: Any) -> Any:
+        """``down_after_time`` (the first spelling) is an alias of ``down_for``."""
+        if isinstance(data, dict) and "down_after_time" in data:
+            if "down_for" in data:
+                raise ValueError(
+                    "down_after_time: is the old name of down_for; set only one of them"
+                )
+            data = dict(data)
+            data["down_for"] = data.pop("down_after_time")
+        return data
 
     @field_validator("url")
     @classmethod
@@ -200,19 +215,42 @@ CHANGE_KINDS = (
 )
 
 
+#: the outage kinds a rule's ``for`` and ``repeat_interval`` apply to
+CONDITION_KINDS = frozenset({EventKind.SOURCE_DOWN, EventKind.PARSE_FAILED})
+
+
 class RuleConfig(Strict):
+    """One ``[[rules]]`` entry: what it matches, what it sends where, and (optionally) a threshold.
+
+    The timing keys (see docs/alerts.md for their timelines): ``for`` holds an alert back until its
+    condition has held on every check for that long; ``repeat_interval`` re-sends a condition still
+    going on; ``mute`` is when the rule's alerts are recorded as silenced instead of sent.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: Name | None = None
     events: list[EventKind] | None = None
     targets: list[str] = []
     pairs: list[Pair] = []
-    #: threshold: fire when abs(page change %) reaches this; re-arm when it falls below
+    #: threshold: fire when abs(page change %) reaches this; re-arm when it falls below clear_at
     min_abs_change_pct: Decimal | None = None
-    #: threshold: fire when the rate rises above this level; re-arm when it is back at or below
+    #: threshold: fire when the rate rises above this level; re-arm at or below clear_at
     above: Decimal | None = None
-    #: threshold: fire when the rate falls below this level; re-arm when it is back at or above
+    #: threshold: fire when the rate falls below this level; re-arm at or above clear_at
     below: Decimal | None = None
     #: threshold: fire when the rate moved this many percent since the last *alerted* rate
     min_move_pct: Decimal | None = None
+    #: the level at which a fired band threshold re-arms (default: its own level)
+    clear_at: Decimal | None = None
+    #: send a ``threshold_cleared`` event when a fired band threshold re-arms
+    send_resolved: bool = False
+    #: the condition must hold on every check for this long before the rule alerts (``for``)
+    hold: Duration = Field(default=0.0, alias="for")
+    #: re-send a condition still going on (a band, an outage) at this interval; 0: never
+    repeat_interval: Duration = 0.0
+    #: when the rule's alerts are recorded as silenced instead of sent (e.g. at night)
+    mute: ActiveWindow | None = None
     sinks: list[str]
     #: after a rule sent an event for a (target, pair), hold further ones this long
     cooldown: Duration = 0.0
@@ -220,19 +258,33 @@ class RuleConfig(Strict):
     on_first_observation: bool = False
 
     @property
+    def bands(self) -> dict[str, Decimal]:
+        """The band levels the rule sets, by key: ``above``, ``below``, ``min_abs_change_pct``."""
+        levels = {
+            "above": self.above,
+            "below": self.below,
+            "min_abs_change_pct": self.min_abs_change_pct,
+        }
+        return {key: value for key, value in levels.items() if value is not None}
+
+    @property
     def has_threshold(self) -> bool:
-        return any(
-            v is not None
-            for v in (self.min_abs_change_pct, self.above, self.below, self.min_move_pct)
-        )
+        return bool(self.bands) or self.min_move_pct is not None
 
     @property
     def kinds(self) -> frozenset[EventKind]:
         if self.events is not None:
             return frozenset(self.events)
         if self.has_threshold:
+            if self.send_resolved:
+                return frozenset({EventKind.THRESHOLD, EventKind.THRESHOLD_CLEARED})
             return frozenset({EventKind.THRESHOLD})
         return frozenset(EventKind)
+
+    @property
+    def conditions(self) -> frozenset[EventKind]:
+        """The outage kinds this rule routes (what ``for`` and ``repeat_interval`` apply to)."""
+        return self.kinds & CONDITION_KINDS
 
     @field_validator("sinks")
     @classmethod
@@ -240,6 +292,65 @@ class RuleConfig(Strict):
         if not value:
             raise ValueError("name at least one sink")
         return value
+
+    def problems(self, where: str) -> list[str]:
+        """What makes this rule contradict itself, one line each, prefixed with ``where``."""
+        out: list[str] = []
+        if self.above is not None and self.above < 0:
+            out.append(f"{where}.above: cannot be negative (every rate is above it)")
+        if self.below is not None and self.below <= 0:
+            out.append(f"{where}.below: must be above 0 (no rate is below it: it can never fire)")
+        if self.min_abs_change_pct is not None and self.min_abs_change_pct <= 0:
+            out.append(f"{where}.min_abs_change_pct: must be above 0 (every change reaches it)")
+        if self.min_move_pct is not None and self.min_move_pct <= 0:
+            out.append(f"{where}.min_move_pct: must be above 0")
+        out += self._clear_at_problems(where)
+        if self.send_resolved and not self.bands:
+            out.append(
+                f"{where}.send_resolved: needs above, below or min_abs_change_pct (a level that "
+                "can clear)"
+            )
+        elif self.send_resolved and EventKind.THRESHOLD_CLEARED not in self.kinds:
+            out.append(
+                f"{where}.events: send_resolved = true sends 'threshold_cleared' events, which "
+                "this rule does not route"
+            )
+        if self.hold > 0 and not (self.has_threshold or self.conditions):
+            out.append(
+                f"{where}.for: applies to a threshold, source_down or parse_failed; this rule "
+                "has none of them"
+            )
+        if self.repeat_interval > 0 and not (self.bands or self.conditions):
+            out.append(
+                f"{where}.repeat_interval: reminds of a condition still going on (a band "
+                "threshold, source_down, parse_failed); this rule has none"
+            )
+        if self.mute is not None and self.mute.always:
+            out.append(f"{where}.mute: mutes the rule at every moment of the week")
+        return out
+
+    def _clear_at_problems(self, where: str) -> list[str]:
+        clear, bands = self.clear_at, self.bands
+        if clear is None:
+            return []
+        if not bands:
+            return [f"{where}.clear_at: needs one of above, below or min_abs_change_pct"]
+        if len(bands) > 1:
+            return [
+                f"{where}.clear_at: is ambiguous with several of above, below and "
+                "min_abs_change_pct; write one rule per level"
+            ]
+        ((key, level),) = bands.items()
+        wrong = {
+            "above": (clear > level, f"must be at or below above ({level}): it re-arms lower"),
+            "below": (clear < level, f"must be at or above below ({level}): it re-arms higher"),
+            "min_abs_change_pct": (
+                not 0 <= clear <= level,
+                f"must be between 0 and min_abs_change_pct ({level})",
+            ),
+        }
+        bad, message = wrong[key]
+        return [f"{where}.clear_at: {message}"] if bad else []
 
 
 # --- the whole -------------------------------------------------------------------------------
@@ -281,7 +392,7 @@ class Settings(BaseSettings):
         for i, name in enumerate(names):
             if name in names[:i]:
                 problems.append(f"targets[{i}].name: duplicate target name {name!r}")
-        rule_names = [self.rule_name(i) for i in range(len(self.rules))]
+        rule_names = self.rule_names()
         for i, rule in enumerate(self.rules):
             if rule_names[i] in rule_names[:i]:
                 problems.append(f"rules[{i}].name: duplicate rule name {rule_names[i]!r}")
@@ -296,12 +407,50 @@ class Settings(BaseSettings):
             for target in rule.targets:
                 if target not in names:
                     problems.append(f"rules[{i}].targets: no target is named {target!r}")
+            problems += rule.problems(f"rules[{i}]")
+            problems += self._never_fires(i, rule)
         if problems:
             raise ValueError("\n".join(problems))
         return self
 
+    def _never_fires(self, index: int, rule: RuleConfig) -> list[str]:
+        """Why rule ``index`` can never send anything (one line), or nothing."""
+        where = f"rules[{index}]"
+        producible = set(EventKind)
+        if not any(r.has_threshold for r in self.rules):
+            producible.discard(EventKind.THRESHOLD)
+        if not any(r.send_resolved and r.bands for r in self.rules):
+            producible.discard(EventKind.THRESHOLD_CLEARED)
+        if not rule.kinds & producible:
+            kinds = ", ".join(sorted(rule.kinds))
+            return [f"{where}.events: can never fire: no rule makes {kinds} events"]
+        covered = [t for t in self.targets if not rule.targets or t.name in rule.targets]
+        pair_only = rule.kinds <= PAIR_KINDS
+        if rule.pairs and pair_only and covered and all(t.pairs for t in covered):
+            watched = {p for t in covered for p in t.pairs}
+            if not watched & set(rule.pairs):
+                return [
+                    f"{where}.pairs: can never fire: its targets watch only "
+                    f"{', '.join(sorted(watched))}"
+                ]
+        return []
+
+    def unrouted_targets(self) -> list[str]:
+        """One line per target that no rule sends anything of (``validate`` refuses them; ``run``
+        starts anyway, for a configuration that only records history)."""
+        return [
+            f"targets[{i}]: no rule routes any event of target {t.name!r}; add a [[rules]] entry "
+            "for it"
+            for i, t in enumerate(self.targets)
+            if not any(not r.targets or t.name in r.targets for r in self.rules)
+        ]
+
     def rule_name(self, index: int) -> str:
         return self.rules[index].name or f"rule-{index + 1}"
+
+    def rule_names(self) -> list[str]:
+        """Every rule's name, in order (``rule-N`` for a rule without one)."""
+        return [self.rule_name(i) for i in range(len(self.rules))]
 
     def target(self, name: str) -> TargetConfig:
         for target in self.targets:

@@ -43,6 +43,19 @@ RECENT_ALERTS = 20
 DEAD_LETTERS = 20
 #: the longest the picture waits for the store before showing what it has in memory
 STORE_DEADLINE = 3.0
+#: how the page and `status` write a pair's alert: `timesca: TMT/USD ▲ 0.28575 → 0.28600 ...`
+ALERT_LINE = "$target: $pair $direction $summary"
+
+
+def alert_text(row: OutboxRow) -> str:
+    """One alert as operators read it: a pair's move itself (old → new), an outage's title."""
+    if row.event is None:
+        return "(unreadable event)"
+    delivery = Delivery(row.id, row.dedup_key, row.sink, row.event, check_id="")
+    if row.event.pair is None:
+        return render.title(delivery)
+    return render.line(delivery, ALERT_LINE)
+
 
 #: a target's state, as the page and ``status`` name it
 OK, FAILING, DOWN, LAYOUT_BROKEN, UNKNOWN = "ok", "failing", "down", "layout_broken", "unknown"
@@ -272,11 +285,7 @@ def _alerts(rows: Iterable[OutboxRow]) -> tuple[AlertView, ...]:
         group.sort(key=lambda r: r.id)
         first = group[0]
         ev = first.event
-        title = (
-            render.title(Delivery(first.id, first.dedup_key, first.sink, ev, check_id=""))
-            if ev is not None
-            else "(unreadable event)"
-        )
+        title = "(unreadable event)" if ev is None else alert_text(first)
         out.append(
             AlertView(
                 at=ev.observed_at if ev is not None else first.created_at,

@@ -155,11 +155,22 @@ class DaemonProcess:
             self.kill()
 
 
-def alerts(path: Path) -> list[dict[str, Any]]:
-    """The events a file sink delivered, in order."""
+def messages(path: Path) -> list[dict[str, Any]]:
+    """The records a file sink wrote, in order: one per message line (one pair's events of one
+    check, or one outage event)."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def alerts(path: Path) -> list[dict[str, Any]]:
+    """The events a file sink delivered, in order: each event of each record, with the record's
+    ``message`` and ``sink``."""
+    return [
+        {**event, "message": record["message"], "sink": record["sink"]}
+        for record in messages(path)
+        for event in record["events"]
+    ]
 
 
 def outbox_rows(db: Path, status: str | None = None) -> list[sqlite3.Row]:

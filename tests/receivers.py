@@ -25,7 +25,7 @@ import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -309,8 +309,15 @@ def delivery(
     rule: str | None = None,
     memo: str | None = None,
     row: int = 1,
+    since_minutes: float | None = None,
+    failed_checks: int | None = None,
+    reminder: int = 0,
+    test: bool = False,
 ) -> Delivery:
-    """A delivery of one event, TMT/USD's ``0%`` -> ``-0.14%`` unless told otherwise."""
+    """A delivery of one event, TMT/USD's ``0%`` -> ``-0.14%`` unless told otherwise.
+
+    ``since_minutes``: the condition began this long before ``observed_at``.
+    """
 
     def reading(values: tuple[str | None, str | None] | None) -> Reading | None:
         if values is None:
@@ -331,6 +338,10 @@ def delivery(
         source_url="https://timesca.com/",
         rule=rule,
         detail=detail,
+        since=None if since_minutes is None else observed_at - timedelta(minutes=since_minutes),
+        failed_checks=failed_checks,
+        reminder=reminder,
+        test=test,
     )
     return Delivery(
         id=row,

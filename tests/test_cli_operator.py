@@ -166,7 +166,7 @@ def test_alerts_list_every_status_and_retry_dead_letters(tmp_path: Path) -> None
         )
         assert run_once(config).returncode == 0
         server.set_page(page({"TMT/USD": ("0.28575", "0")}))
-        assert run_once(config).returncode == 0
+        assert run_once(config).returncode == 5  # run --once: an alert is dead-lettered
 
         listing = cli("alerts", "--config", str(config), "--json", cwd=tmp_path)
         assert listing.returncode == 0, listing.stderr
@@ -185,7 +185,7 @@ def test_alerts_list_every_status_and_retry_dead_letters(tmp_path: Path) -> None
         (header, line) = table.stdout.splitlines()
         assert header.split()[:3] == ["DETECTED", "(UTC)", "ID"]
         assert f"#{dead['dedup_id']}" in line
-        assert "TMT/USD change % -0.14% → 0%" in line
+        assert "timesca: TMT/USD ▲ 0.28575, change -0.14% → 0%" in line
         assert cli("alerts", "--config", str(config), "--since", "1d", cwd=tmp_path).stdout
         assert (
             cli("alerts", "--config", str(config), "--status", "silenced", cwd=tmp_path).stdout
@@ -208,7 +208,7 @@ def test_alerts_list_every_status_and_retry_dead_letters(tmp_path: Path) -> None
         assert [json.loads(x)["dedup_id"] for x in pending.stdout.splitlines()] == [
             dead["dedup_id"]
         ]
-        assert run_once(config).returncode == 0  # dead again: the receiver still says 404
+        assert run_once(config).returncode == 5  # dead again: the receiver still says 404
         again = cli("alerts", "retry", "--all-dead", "--config", str(config), cwd=tmp_path)
         assert "re-queued 1 dead letter(s)" in again.stdout
         outputs = listing.stdout + table.stdout + retried.stdout

@@ -53,7 +53,12 @@ def test_change_is_alerted_once_per_sink_and_never_again(tmp_path: Path) -> None
             assert alert["target"] == "timesca"
             assert alert["pair"] == "TMT/USD"
             assert alert["old"] == {"rate": "0.28575", "change_pct": "0"}
-            assert alert["new"] == {"rate": "0.28575", "change_pct": "-0.14"}
+            # exact values, and the page's own text where it differs (a unicode minus here)
+            assert alert["new"] == {
+                "rate": "0.28575",
+                "change_pct": "-0.14",
+                "change_text": "−0.14",
+            }
             assert alert["page_date"] == "2025-05-16"
 
         # the same page again (a 304 now), and again after a restart: nothing re-sent
@@ -81,7 +86,9 @@ def test_source_outage_then_recovery(tmp_path: Path) -> None:
         assert run_once(config).returncode == 0  # baseline
         server.default = Reply(500, body=b"upstream broke")
         for _ in range(4):
-            assert run_once(config).returncode == 0  # a failed check is not a failed run
+            failed = run_once(config)  # a failed check: cron hears of it (and nothing is lost)
+            assert failed.returncode == 4, failed.stderr
+            assert "ticker-monitor: could not fetch: timesca" in failed.stderr
         # meanwhile the page changed; the source comes back
         server.default = None
         server.set_page(page(TMT_DOWN | {"KGS/USD": ("0.01150", "0.52")}))
@@ -103,9 +110,9 @@ def test_layout_change_alerts_once_and_recovers(tmp_path: Path) -> None:
         assert run_once(config).returncode == 0
         server.set_page("<html><body><p>We moved the ticker.</p></body></html>")
         for _ in range(3):
-            assert run_once(config).returncode == 0
+            assert run_once(config).returncode == 3  # no ticker on the page
         server.set_page(b"\x00\xff\xfe garbage \x89PNG\r\n")
-        assert run_once(config).returncode == 0
+        assert run_once(config).returncode == 3
         server.set_page(page(BASE))
         assert run_once(config).returncode == 0
     assert kinds(tmp_path / "audit.jsonl") == [("parse_failed", None), ("parse_recovered", None)]

@@ -77,7 +77,7 @@ def test_without_the_header_the_same_page_is_a_parse_failure(tmp_path: Path) -> 
     page = bank_html().encode("cp1251")
     with ThreadedPageServer(page, content_type="text/html") as server:
         config = write_config(tmp_path, server.url, target_extra=BANK_TARGET)
-        assert run_once(config).returncode == 0
+        assert run_once(config).returncode == 3  # run --once: a page held no ticker
     assert kinds(tmp_path / "audit.jsonl") == [("parse_failed", None)]
 
 
@@ -93,7 +93,7 @@ def test_a_json_feed_reads_exactly_and_a_change_alerts(tmp_path: Path) -> None:
         server.set_page(feed_json(moved))
         assert run_once(config).returncode == 0
         server.set_page('{"status": "maintenance"}')  # the API answers, but with no rates
-        assert run_once(config).returncode == 0
+        assert run_once(config).returncode == 3  # run --once: a page held no ticker
     for sink in ("audit", "audit2"):
         assert kinds(tmp_path / f"{sink}.jsonl") == [
             ("rate_changed", "TJS/USD"),

@@ -402,7 +402,7 @@ def test_abs_change_fires_on_entering_with_a_readable_detail() -> None:
     assert kp(per_step[1]) == [(K.CHANGE_PCT_CHANGED, "TMT/USD"), (K.THRESHOLD, "TMT/USD")]
     event = per_step[1][1]
     assert event.rule == "big"
-    assert event.detail == "TMT/USD change -0.14% reached ±0.1%"
+    assert event.detail == "change reached ±0.1%"
     assert event.old == Reading(Decimal("0.28575"), Decimal(0))
     assert event.new == Reading(Decimal("0.28575"), Decimal("-0.14"))
 
@@ -411,13 +411,13 @@ def test_band_is_silent_inside_re_arms_on_leaving_and_fires_again() -> None:
     pcts = ["0", "0.1", "0.2", "-0.3", "0.09", "0.1"]
     state, per_step = run([tmt("1", p) for p in pcts], policy=Policy(thresholds=(ABS,)))
     assert fired(per_step) == [1, 5]  # 0.1 reaches ±0.1 (>=); -0.3 is still inside; 0.09 re-arms
-    assert state.inside == frozenset({"big|TMT/USD|abs_change"})
+    assert set(state.alarms) == {"big|TMT/USD|abs_change"}
 
 
 def test_no_percentage_on_the_page_is_outside_the_abs_change_band() -> None:
     state, per_step = run([tmt("1", "0"), tmt("1", None)], policy=Policy(thresholds=(ABS,)))
     assert fired(per_step) == []
-    assert state.inside == frozenset()
+    assert state.alarms == {}
 
 
 def test_above_and_below_are_strict_and_say_so() -> None:
@@ -426,9 +426,9 @@ def test_above_and_below_are_strict_and_say_so() -> None:
     _, per_step = run([tmt(r) for r in rates], policy=policy)
     details = [(i, e.rule, e.detail) for i, ev in enumerate(per_step) for e in ev if e.rule]
     assert details == [
-        (1, "high", "TMT/USD rate 0.29 above 0.285"),
-        (3, "low", "TMT/USD rate 0.28 below 0.285"),
-        (5, "high", "TMT/USD rate 0.2851 above 0.285"),
+        (1, "high", "rate above 0.285"),
+        (3, "low", "rate below 0.285"),
+        (5, "high", "rate above 0.285"),
     ]
 
 
@@ -459,11 +459,12 @@ def test_pair_that_left_the_page_forgets_its_threshold_state() -> None:
     policy = Policy(thresholds=(ABOVE, move))
     state, per_step = run([tmt("0.28"), tmt("0.29"), obs(q("A/USD", "0.1"))], policy=policy)
     assert fired(per_step) == [1]
-    assert (state.inside, state.last_alerted) == (frozenset(), {"move|A/USD": Decimal("0.1")})
+    assert (state.alarms, state.last_alerted) == ({}, {"move|A/USD": Decimal("0.1")})
     # back on the page, still above the level: a first observation again, silent
     state, events = step(state, tmt("0.29"), at(10), target="tca", policy=policy)
     assert kp(events) == [(K.PAIR_ADDED, "TMT/USD"), (K.PAIR_REMOVED, "A/USD")]
-    assert state.inside == frozenset({"high|TMT/USD|above"})
+    assert set(state.alarms) == {"high|TMT/USD|above"}
+    assert not state.alarms["high|TMT/USD|above"].notified  # absorbed silently
 
 
 def test_threshold_watches_only_its_targets_and_pairs() -> None:
@@ -482,7 +483,7 @@ def test_conditions_of_one_rule_firing_together_make_one_event() -> None:
     both = Threshold(rule="r", min_abs_change_pct=Decimal(1), above=Decimal(1))
     _, per_step = run([tmt("1", "0"), tmt("2", "5")], policy=Policy(thresholds=(both,)))
     (event,) = [e for e in per_step[1] if e.kind is K.THRESHOLD]
-    assert event.detail == "TMT/USD change 5% reached ±1%; TMT/USD rate 2 above 1"
+    assert event.detail == "change reached ±1%; rate above 1"
 
 
 def test_threshold_events_follow_change_events_in_threshold_order() -> None:
@@ -520,8 +521,8 @@ def test_min_move_fires_from_the_last_alerted_rate_with_a_signed_detail() -> Non
     rates = ["0.28575", "0.28927", "0.28927", "0.2863"]
     state, per_step = run([tmt(r) for r in rates], policy=Policy(thresholds=(MOVE,)))
     assert fired(per_step) == [1, 3]
-    assert per_step[1][-1].detail == "TMT/USD moved +1.23% since last alert at 0.28575"
-    assert per_step[3][-1].detail == "TMT/USD moved -1.03% since last alert at 0.28927"
+    assert per_step[1][-1].detail == "moved +1.23% since last alert at 0.28575"
+    assert per_step[3][-1].detail == "moved -1.03% since last alert at 0.28927"
     assert state.last_alerted == {"move|TMT/USD": Decimal("0.2863")}
 
 
@@ -549,7 +550,7 @@ def test_min_move_from_a_zero_reference_re_baselines_silently() -> None:
 def test_small_rates_are_written_without_exponents() -> None:
     low = Threshold(rule="low", below=Decimal("0.00009"))
     _, per_step = run([tmt("0.0001"), tmt("0.00008")], policy=Policy(thresholds=(low,)))
-    assert per_step[1][-1].detail == "TMT/USD rate 0.00008 below 0.00009"
+    assert per_step[1][-1].detail == "rate below 0.00009"
 
 
 # --- properties ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ async def test_json_url_posts_title_and_body() -> None:
         (request,) = rx.requests
         assert (request.method, request.path) == ("POST", "/apprise-in")
         body = request.json()
-        assert body["title"] == "TMT/USD change % 0% → -0.14% (0.28575)"
+        assert body["title"] == "timesca: TMT/USD ▼ 0.28575, change -0.14%"
         assert d.short_id in body["message"]
         await sink.aclose()
 

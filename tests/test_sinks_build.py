@@ -1,13 +1,10 @@
-"""Building sinks from settings through the registry, the test-sink sample, and the
-no-secret-anywhere guarantee."""
+"""Building sinks from settings through the registry, and the no-secret-anywhere guarantee."""
 
 from __future__ import annotations
 
 import io
 import logging
 import traceback
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +14,6 @@ import structlog
 from pydantic import TypeAdapter
 
 from monitor.errors import ConfigError, SinkError
-from monitor.models import EventKind, dedup_key
 from monitor.redact import REDACTED
 from monitor.sinks import Sink, SinkDeps
 from monitor.sinks.apprise import AppriseSink
@@ -25,26 +21,11 @@ from monitor.sinks.console import ConsoleSink
 from monitor.sinks.email import EmailSink
 from monitor.sinks.file import FileSink
 from monitor.sinks.registry import SINK_TYPES, SinkConfig, build_sinks
-from monitor.sinks.sample import sample_delivery
 from monitor.sinks.slack import SlackSink
 from monitor.sinks.webhook import WebhookSink
-from tests.receivers import HttpReceiver, Reply, SmtpReceiver, refused_port
+from tests.receivers import HttpReceiver, Reply, SmtpReceiver, delivery, refused_port
 
 CONFIG = TypeAdapter(dict[str, SinkConfig])
-
-
-def test_sample_delivery_is_a_realistic_tmt_change() -> None:
-    now = datetime(2025, 5, 16, 9, 30, tzinfo=UTC)
-    d = sample_delivery("team", now)
-    assert d.sink == "team"
-    assert d.event.kind is EventKind.CHANGE_PCT_CHANGED
-    assert d.event.pair == "TMT/USD"
-    assert d.event.old is not None
-    assert d.event.new is not None
-    assert (d.event.old.change_pct, d.event.new.change_pct) == (Decimal("0"), Decimal("-0.14"))
-    assert d.event.new.rate == Decimal("0.28575")
-    assert d.event.observed_at == now
-    assert d.dedup_key == dedup_key(d.event, "team")
 
 
 async def test_build_every_kind(tmp_path: Path) -> None:
@@ -83,7 +64,7 @@ async def test_build_every_kind(tmp_path: Path) -> None:
             assert "tok-" not in repr(sink)
         assert sinks["team"].min_interval == 1.0
         assert sinks["hook"].min_interval == 2.0
-        await sinks["tty"].send([sample_delivery("tty", datetime.now(UTC))])
+        await sinks["tty"].send([delivery("tty")])
         assert "TMT/USD" in out.getvalue()
         for sink in sinks.values():
             await sink.aclose()
@@ -171,12 +152,12 @@ async def test_no_secret_reaches_any_log_error_or_repr(caplog: pytest.LogCapture
             for name in ("slack", "hook", "notify"):  # the order the scripted answers expect
                 seen.append(repr(sinks[name]))
                 with pytest.raises(SinkError) as info:
-                    await sinks[name].send([sample_delivery(name, datetime.now(UTC))])
+                    await sinks[name].send([delivery(name)])
                 seen += _describe(info.value)
             for name in ("slack-dead", "mail", "mail-dead", "hook-dead", "notify-dead"):
                 seen.append(repr(sinks[name]))
                 with pytest.raises(SinkError) as info:
-                    await sinks[name].send([sample_delivery(name, datetime.now(UTC))])
+                    await sinks[name].send([delivery(name)])
                 seen += _describe(info.value)
             for sink in sinks.values():
                 await sink.aclose()

@@ -17,19 +17,20 @@ from monitor.sinks.file import FileConfig, FileSink
 from tests.receivers import batch_of, delivery
 
 
-async def test_console_prints_one_line_per_event() -> None:
+async def test_console_prints_one_line_per_pair_per_check() -> None:
     out = io.StringIO()
     sink = ConsoleSink("tty", ConsoleConfig(type="console"), stream=out)
     assert isinstance(sink, Sink)
     assert (sink.digest, sink.min_interval) == (True, 0.0)
     d = delivery("tty")
-    await sink.send([d, delivery("tty", pair="KZT/USD\r\nforged line", row=2)])
+    same_move = delivery("tty", kind=EventKind.RATE_CHANGED, row=3)
+    await sink.send([d, delivery("tty", pair="KZT/USD\r\nforged line", row=2), same_move])
     lines = out.getvalue().splitlines()
     assert lines[0] == (
-        "2025-05-16T09:30:00Z timesca TMT/USD ▼ change % 0% → -0.14%, rate 0.28575 "
+        "2025-05-16T09:30:00Z timesca TMT/USD ▼ 0.28575, change 0% → -0.14% "
         f"· page date 2025-05-16 · id {d.short_id}"
     )
-    assert len(lines) == 2
+    assert len(lines) == 2  # TMT/USD's two events are one line
     assert "KZT/USD forged line" in lines[1]
 
 
@@ -64,13 +65,24 @@ async def test_file_appends_exact_json_lines_and_fsyncs(
         detail="new\u2028pair",
         row=2,
     )
-    await sink.send([d, tiny])
+    rate = delivery("audit", kind=EventKind.RATE_CHANGED, row=3)  # the same pair: the same line
+    await sink.send([d, tiny, rate])
     assert synced, "the file was not fsync-ed"
     raw = path.read_text(encoding="utf-8")
     assert raw.count("\n") == 2
     assert "\u2028" not in raw  # escaped: no tool splits a record
     first, second = (json.loads(x) for x in raw.splitlines())
     assert first["kind"] == "change_pct_changed"
+    assert first["kinds"] == ["change_pct_changed", "rate_changed"]
+    assert [(e["kind"], e["dedup_key"]) for e in first["events"]] == [
+        ("change_pct_changed", d.dedup_key),
+        ("rate_changed", rate.dedup_key),
+    ]
+    assert first["events"][0] == {
+        **d.event.to_json(),
+        "dedup_id": d.short_id,
+        "dedup_key": d.dedup_key,
+    }
     assert (first["target"], first["pair"]) == ("timesca", "TMT/USD")
     assert first["old"] == {"rate": "0.28575", "change_pct": "0"}
     assert first["new"] == {"rate": "0.28575", "change_pct": "-0.14"}

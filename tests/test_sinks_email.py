@@ -82,7 +82,7 @@ async def test_plain_mail_has_headers_text_and_escaped_html() -> None:
         assert msg["From"] == "monitor@example.com"
         assert msg["To"] == ALICE
         assert msg["Cc"] == BOB
-        assert msg["Subject"] == "[ticker-monitor] timesca: 2 changes"
+        assert msg["Subject"] == "[ticker-monitor] timesca: TMT/USD <b>& ▼, KZT/USD ▼"
         assert msg["Message-ID"].startswith("<digest-")
         assert msg["Auto-Submitted"] == "auto-generated"
         assert msg.get_content_type() == "multipart/alternative"
@@ -90,7 +90,7 @@ async def test_plain_mail_has_headers_text_and_escaped_html() -> None:
         html = msg.get_body(("html",))
         assert text is not None
         assert html is not None
-        assert "TMT/USD <b>& ▼ change % 0% → -0.14%" in text.get_content()
+        assert "TMT/USD <b>& ▼ 0.28575, change 0% → -0.14%" in text.get_content()
         html_text = html.get_content()
         assert "TMT/USD &lt;b&gt;&amp;" in html_text
         assert "<b>&" not in html_text
@@ -105,7 +105,7 @@ async def test_single_delivery_message_id_is_its_dedup_key() -> None:
         await make(smtp.port).send([d])
         msg = smtp.handler.mails[0].message
         assert msg["Message-ID"] == f"<{d.dedup_key}@ticker-monitor>"
-        assert msg["Subject"] == "[ticker-monitor] TMT/USD change % 0% → -0.14% (0.28575)"
+        assert msg["Subject"] == "[ticker-monitor] timesca: TMT/USD ▼ 0.28575, change -0.14%"
 
 
 async def test_451_then_accept_sends_one_mail_with_a_stable_message_id() -> None:
@@ -249,7 +249,9 @@ async def test_header_injection_from_a_scraped_pair_label() -> None:
         msg = mail.message
         assert msg["Bcc"] is None
         assert "x@y.example" not in (msg["To"] or "") + (msg["Cc"] or "")
-        assert msg["Subject"].startswith("[ticker-monitor] TMT/USD Bcc: x@y.example <!channel>")
+        assert msg["Subject"].startswith(
+            "[ticker-monitor] timesca: TMT/USD Bcc: x@y.example <!channel>"
+        )
         assert b"\r\nBcc:" not in mail.content.split(b"\r\n\r\n", 1)[0]
 
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.errors import SinkError
-from monitor.models import Delivery
+from monitor.models import Delivery, EventKind
 from monitor.sinks import Sink
 from monitor.sinks.slack import EVENTS_PER_MESSAGE, MAX_BLOCKS, SlackConfig, SlackSink
 from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
@@ -60,19 +60,19 @@ async def test_ok_posts_block_kit(rx: HttpReceiver, http: httpx.AsyncClient) -> 
         "type": "header",
         "text": {
             "type": "plain_text",
-            "text": "TMT/USD change % 0% → -0.14% (0.28575)",
+            "text": "timesca: TMT/USD ▼ 0.28575, change -0.14%",
             "emoji": True,
         },
     }
     assert section["text"] == {
         "type": "mrkdwn",
-        "text": "▼ *TMT/USD* change % 0% → -0.14%, rate 0.28575",
+        "text": "▼ *TMT/USD* 0.28575, change 0% → -0.14%",
     }
     context_text = context["elements"][0]["text"]
     for piece in ("timesca", "https://timesca.com/", "2025-05-16T09:30:00Z", "2025-05-16"):
         assert piece in context_text
     assert f"`{d.short_id}`" in context_text
-    assert payload["text"].startswith("TMT/USD change % 0% → -0.14% (0.28575)")
+    assert payload["text"].startswith("timesca: TMT/USD ▼ 0.28575, change -0.14%")
     await sink.aclose()
     assert not http.is_closed  # a shared client belongs to the caller
 
@@ -175,7 +175,7 @@ async def test_digest_of_20_fits_one_message_under_50_blocks(
     (request,) = rx.requests
     payload = request.json()
     assert len(payload["blocks"]) == 41 <= MAX_BLOCKS
-    assert payload["blocks"][0]["text"]["text"] == "timesca: 20 changes"
+    assert payload["blocks"][0]["text"]["text"] == "timesca: P00/USD ▲, P01/USD ▲ (+18 more)"
     joined = "\n".join(texts(payload))
     for d in batch:
         assert d.short_id in joined
@@ -203,7 +203,9 @@ async def test_big_digest_is_split_and_every_event_sent_once(
     assert len(payloads) == 3
     assert all(len(p["blocks"]) <= MAX_BLOCKS for p in payloads)
     assert [len(p["blocks"]) for p in payloads] == [49, 49, 25]
-    assert payloads[0]["blocks"][0]["text"]["text"] == "timesca: 60 changes (1/3)"
+    assert payloads[0]["blocks"][0]["text"]["text"] == (
+        "timesca: P00/USD ▲, P01/USD ▲ (+58 more) (1/3)"
+    )
     assert sorted(ids_in(payloads, batch)) == sorted(d.short_id for d in batch)
     assert EVENTS_PER_MESSAGE == 24
     await sink.aclose()
@@ -228,7 +230,7 @@ async def test_half_sent_digest_retries_only_the_rest(
     payloads = [r.json() for r in rx.requests]
     first, _failed, second = payloads
     assert sorted(ids_in([first, second], batch)) == sorted(d.short_id for d in batch)
-    assert second["blocks"][0]["text"]["text"] == "timesca: 6 changes"
+    assert second["blocks"][0]["text"]["text"] == "timesca: P24/USD ▲, P25/USD ▲ (+4 more)"
     await sink.aclose()
 
 
@@ -264,4 +266,32 @@ async def test_split_header_keeps_its_part_number(
     headers = [r.json()["blocks"][0]["text"]["text"] for r in rx.requests]
     assert [h[-6:] for h in headers] == [" (1/2)", " (2/2)"]
     assert all(len(h) <= 150 for h in headers)
+    await sink.aclose()
+
+
+async def test_two_pairs_moving_in_one_check_are_one_post_with_a_line_each(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    move = {"old": ("0.28575", "0"), "new": ("0.28550", "-0.14")}
+    batch = [
+        delivery(kind=EventKind.RATE_CHANGED, row=1, **move),  # type: ignore[arg-type]
+        delivery(kind=EventKind.CHANGE_PCT_CHANGED, row=2, **move),  # type: ignore[arg-type]
+        delivery(
+            kind=EventKind.RATE_CHANGED,
+            pair="KZT/USD",
+            old=("0.00196", "0"),
+            new=("0.00197", "0"),
+            row=3,
+        ),
+    ]
+    sink = make(rx.url(TOKEN_PATH), http)
+    await sink.send(batch)
+    (request,) = rx.requests
+    blocks = request.json()["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "context", "section", "context"]
+    assert blocks[0]["text"]["text"] == "timesca: TMT/USD ▼, KZT/USD ▲"
+    assert blocks[1]["text"]["text"] == "▼ *TMT/USD* 0.28575 → 0.28550 (-0.09%), change 0% → -0.14%"
+    assert blocks[3]["text"]["text"] == "▲ *KZT/USD* 0.00196 → 0.00197 (+0.51%), change 0%"
+    # the line's context names both rows' ids
+    assert f"`{batch[0].short_id}` `{batch[1].short_id}`" in blocks[2]["elements"][0]["text"]
     await sink.aclose()

@@ -49,7 +49,7 @@ async def test_signed_post_verified_by_the_receiver(http: httpx.AsyncClient) -> 
         assert request.headers["x-ticker-monitor-delivery"] == batch[0].dedup_key
         body = request.json()
         assert body["version"] == 1
-        assert body["title"] == "timesca: 2 changes"
+        assert body["title"] == "timesca: P00/USD ▲, P01/USD ▲"
         assert len(body["text"].splitlines()) == 2
         first = body["events"][0]
         assert first == {

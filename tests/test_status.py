@@ -170,7 +170,7 @@ async def test_the_view_groups_alerts_by_event_with_every_sink_status(store: Sql
         ("mail", "dead"),
         ("quiet", "pending"),
     ]
-    assert "0.28575 → 0.28600" in alert.title
+    assert alert.title.startswith("timesca: TMT/USD ▲ 0.28575 → 0.28600")
     (dead,) = view.dead
     assert dead.deliveries[0].last_error == "550 <no such user>"
     data = view.to_json()

@@ -20,6 +20,7 @@ import pytest
 
 from monitor.errors import StoreError
 from monitor.models import (
+    Alarm,
     Event,
     EventKind,
     NewDelivery,
@@ -143,7 +144,9 @@ async def test_commit_check_writes_state_validators_history_and_outbox(
     state = TargetState(
         snapshot=snapshot(),
         last_success_at=T0,
-        inside=frozenset({"r|TMT/USD|above"}),
+        alarms={"r|TMT/USD|above": Alarm(since=T0, fired_at=T0, notified=True, reminders=2)},
+        failing_since=None,
+        parse_failing_since=T0,
         last_alerted={"r|TMT/USD": Decimal("0.28575")},
         last_routed={"r|TMT/USD": T0},
     )

@@ -15,7 +15,19 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from monitor import __version__
-from monitor.cli import alerts, check, config, demo, history, run, status, test_sink, validate
+from monitor.cli import (
+    alerts,
+    check,
+    config,
+    demo,
+    history,
+    rules,
+    run,
+    silence,
+    status,
+    test_sink,
+    validate,
+)
 from monitor.cli.common import EXIT_FETCH, EXIT_OK, EXIT_USAGE, Exit, Subparsers
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.logs import configure_logging
@@ -34,6 +46,8 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     alerts.register,
     test_sink.register,
     config.register,
+    silence.register,
+    rules.register,
     validate.register,
 )
 

@@ -29,7 +29,7 @@ from monitor.cli.common import (
     parse_since,
     with_store,
 )
-from monitor.models import Delivery
+from monitor.status import alert_text
 from monitor.store import OutboxRow, Store
 
 _SHORT_ID = re.compile(r"^#?([0-9a-f]{4,24})$")
@@ -69,12 +69,6 @@ def register(sub: Subparsers) -> None:
     alerts.set_defaults(func=run)
 
 
-def _title(row: OutboxRow) -> str:
-    if row.event is None:
-        return "(unreadable event)"
-    return render.title(Delivery(row.id, row.dedup_key, row.sink, row.event, check_id=""))
-
-
 def as_json(row: OutboxRow) -> dict[str, Any]:
     ev = row.event
     return {
@@ -91,7 +85,7 @@ def as_json(row: OutboxRow) -> dict[str, Any]:
         "sent_at": row.sent_at.isoformat() if row.sent_at else None,
         "kind": ev.kind.value if ev else None,
         "pair": ev.pair if ev else None,
-        "title": _title(row),
+        "title": alert_text(row),
         "event": ev.to_json() if ev else None,
     }
 
@@ -101,7 +95,7 @@ def _line(row: OutboxRow) -> str:
     error = f"  {render.sanitize(row.last_error, render.DETAIL_LIMIT)}" if row.last_error else ""
     return (
         f"{at:%Y-%m-%d %H:%M:%S}Z  #{row.short_id}  {row.sink:<12}  {row.status:<8}  "
-        f"{row.attempts:>3}  {_title(row)}{error}"
+        f"{row.attempts:>3}  {alert_text(row)}{error}"
     )
 
 

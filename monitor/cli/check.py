@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from monitor import __version__
 from monitor.charset import codec_for
 from monitor.cli.common import (
-    EXIT_FETCH,
     EXIT_NO_TICKER,
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
     fail,
 )
-from monitor.errors import FetchError, ParseError
+from monitor.cli.source import read_source
+from monitor.errors import ParseError
 from monitor.feed import compile_query
-from monitor.fetch import FetchPolicy, fetch_once, safe_url
 from monitor.models import Quote, Snapshot
 from monitor.parse import Explanation, Grammar, check_selector
 from monitor.reader import Reader
@@ -95,32 +90,6 @@ def register(sub: Subparsers) -> None:
         "--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="refuse larger pages"
     )
     check.set_defaults(func=run)
-
-
-def _read_source(source: str, timeout: float, max_bytes: int) -> tuple[bytes, str, str]:
-    """The body, its Content-Type (``""`` for files and stdin) and how to name the source."""
-    if source.startswith(("http://", "https://")):
-        policy = FetchPolicy(timeout=timeout, max_bytes=max_bytes)
-        user_agent = f"ticker-monitor/{__version__}"
-        try:
-            result = asyncio.run(fetch_once(source, policy=policy, user_agent=user_agent))
-        except FetchError as exc:
-            fail(EXIT_FETCH, f"cannot fetch {safe_url(source)}: {exc}")
-        return result.body, result.content_type, safe_url(source)
-    if "://" in source:
-        fail(EXIT_USAGE, f"unsupported source {source!r}: use an http(s):// URL, a path or -")
-    label = "stdin" if source == "-" else source
-    try:
-        if source == "-":
-            data = sys.stdin.buffer.read(max_bytes + 1)
-        else:
-            with Path(source).open("rb") as handle:
-                data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        fail(EXIT_FETCH, f"cannot read {label}: {exc.strerror or exc}")
-    if len(data) > max_bytes:
-        fail(EXIT_FETCH, f"{label} is larger than {max_bytes} bytes (see --max-bytes)")
-    return data, "", label
 
 
 def _reader(args: argparse.Namespace) -> Reader:
@@ -201,7 +170,7 @@ def _explanation_text(explanation: Explanation) -> str:
 
 def run(args: argparse.Namespace) -> int:
     reader = _reader(args)
-    body, content_type, label = _read_source(args.source, args.timeout, args.max_bytes)
+    body, content_type, label = read_source(args.source, args.timeout, args.max_bytes)
     explained: Explanation | None = None
     if args.explain:
         try:

@@ -1,15 +1,17 @@
 """What every command shares: exit codes, the one-line failure, ``--config`` and logging set-up.
 
 Exit codes (documented in the README): 0 ok, 1 a sink test failed, 2 usage or configuration error,
-3 no ticker found, 4 the source could not be fetched or read.
+3 no ticker found, 4 the source could not be fetched or read, 5 an alert is still undelivered
+(``run --once``: pending or dead in the outbox).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -21,7 +23,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    from monitor.store import Store
+
 EXIT_OK, EXIT_SINK, EXIT_USAGE, EXIT_NO_TICKER, EXIT_FETCH = 0, 1, 2, 3, 4
+EXIT_UNDELIVERED = 5
 
 CONFIG_HELP = "configuration file (default: $MONITOR_CONFIG, else config/monitor.toml)"
 
@@ -65,18 +71,26 @@ def configure_for(settings: Settings, *, level: str | None = None) -> None:
     configure_logging(level=level or m.log_level, fmt=m.log_format, secrets=secret_values(settings))
 
 
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured store, open for the block (a command's short use of the database)."""
+    from monitor.app import store_for  # noqa: PLC0415 -- start-up time of other commands
+
+    store = store_for(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
 def with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[T]]) -> T:
     """Open the configured store, run ``work`` on it, close it (for the reading commands)."""
-    from monitor.app import store_for  # noqa: PLC0415 -- start-up time
-
-    store = store_for(settings_of(args))
+    settings = settings_of(args)
 
     async def main() -> T:
-        await store.open()
-        try:
+        async with opened_store(settings) as store:
             return await work(store)
-        finally:
-            await store.aclose()
 
     return asyncio.run(main())
 

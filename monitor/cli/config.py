@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from monitor.cli.common import EXIT_OK, Subparsers, add_config, settings_of
+from monitor.errors import ConfigError
 from monitor.redact import REDACTED
 from monitor.settings import Settings
 
@@ -28,8 +29,9 @@ def register(sub: Subparsers) -> None:
     check = actions.add_parser(
         "check",
         help="validate the configuration and build every sink (exit 0 ok, 2 invalid)",
-        description="Load and validate the configuration and build every sink, sending "
-        "nothing. Exit 0 when valid; 2 with one line per problem when not.",
+        description="Load and validate the configuration (every key, every rule: one that "
+        "contradicts itself or can never fire, a target no rule routes) and build every sink, "
+        "sending nothing. Exit 0 when valid; 2 with one line per problem when not.",
     )
     add_config(check)
     check.set_defaults(func=run_check)
@@ -58,6 +60,9 @@ def run_check(args: argparse.Namespace) -> int:
     from monitor.app import open_sinks  # noqa: PLC0415 -- start-up time
 
     settings = settings_of(args)
+    unrouted = settings.unrouted_targets()
+    if unrouted:  # `run` starts anyway (to record history); a new setup more likely forgot a rule
+        raise ConfigError(unrouted)
 
     async def build() -> None:  # builds every sink (e.g. parses Apprise URLs), sends nothing
         async with open_sinks(settings):

@@ -4,7 +4,7 @@ Apprise is optional (``pip install 'ticker-monitor[apprise]'``) and imported onl
 is built; without it, building the sink raises ``ConfigError`` saying how to install it.
 
 Each configured URL is its own ``Apprise`` object and is notified in turn, with the batch's title
-(``title_template``) and one line per event (``body_template``) as plain text. Apprise is
+(``title_template``) and one line per pair per check (``body_template``) as plain text. Apprise is
 synchronous (it uses ``requests``), so each ``notify`` runs in a worker thread
 (``asyncio.to_thread``) and the whole send is bounded by ``asyncio.timeout(timeout)``. A timed-out
 thread cannot be killed; it ends on the plugin's own socket timeouts, and its result is ignored.
@@ -138,7 +138,8 @@ class AppriseSink:
         if not batch:
             return
         title = render.digest_title(batch, self._config.title_template)
-        body = "\n".join(render.line(d, self._config.body_template) for d in batch)
+        template = self._config.body_template
+        body = "\n".join(render.line(ln, template) for ln in render.lines(batch))
         done = self._done(batch)
         failed = 0
         async with self._lock:

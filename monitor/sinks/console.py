@@ -1,9 +1,9 @@
-"""Console sink (``type = "console"``): one readable line per event on standard output.
+"""Console sink (``type = "console"``): one readable line per pair per check on standard output.
 
-Each line is the observed time followed by the event's one-line body (``body_template`` applies),
-here folded for width::
+Each line is the observed time followed by the line's body (``body_template`` applies): one pair's
+events of one check together, or one outage event; here folded for width::
 
-    2025-05-16T09:30:00Z timesca TMT/USD ▼ change % 0% → -0.14%, rate 0.28575
+    2025-05-16T09:30:00Z timesca TMT/USD ▼ 0.28575 → 0.28550 (-0.09%), change 0% → -0.14%
         · page date 2025-05-16 · id 1a2b3c4d
 
 Every line is sanitized (no control characters, so a page cannot move the cursor or forge a second
@@ -30,7 +30,7 @@ class ConsoleConfig(SinkSettings):
 
 
 class ConsoleSink:
-    """Writes one line per event to a text stream (standard output by default)."""
+    """Writes one line per pair per check to a text stream (standard output by default)."""
 
     digest = True
     min_interval = 0.0
@@ -43,15 +43,16 @@ class ConsoleSink:
     def __repr__(self) -> str:
         return f"ConsoleSink(name={self.name!r})"
 
-    def format(self, delivery: Delivery) -> str:
-        """The line printed for ``delivery`` (without the newline)."""
-        body = render.line(delivery, self._config.body_template)
-        return render.sanitize(f"{render.iso_utc(delivery.event)} {body}", render.LINE_LIMIT)
+    def format(self, item: Delivery | render.Line) -> str:
+        """The line printed for one line of a message (without the newline)."""
+        body = render.line(item, self._config.body_template)
+        first = item.first if isinstance(item, render.Line) else item.event
+        return render.sanitize(f"{render.iso_utc(first)} {body}", render.LINE_LIMIT)
 
     async def send(self, batch: Sequence[Delivery]) -> None:
-        """Print one line per delivery, then flush."""
+        """Print one line per pair per check (per outage event), then flush."""
         stream = self._stream if self._stream is not None else sys.stdout
-        text = "".join(self.format(delivery) + "\n" for delivery in batch)
+        text = "".join(self.format(ln) + "\n" for ln in render.lines(batch))
         try:
             stream.write(text)
             stream.flush()

@@ -21,8 +21,8 @@ Message: ``From``/``To``/``Cc`` from the configuration; ``Subject: [ticker-monit
 (``<{dedup_key}@ticker-monitor>`` for one delivery, ``<digest-{hash of the keys}@ticker-monitor>``
 for several), so a retried message carries the same id and a mail client can fold a duplicate,
 while two different batches never share one; ``Auto-Submitted: auto-generated``;
-``multipart/alternative`` with a text part (one line per event) and an HTML part (a small table,
-every value HTML-escaped).
+``multipart/alternative`` with a text part (one line per pair per check, one per outage event)
+and an HTML part (a small table with a row per line, every value HTML-escaped).
 
 Classification:
 
@@ -216,7 +216,7 @@ class EmailSink:
 
     def _text(self, batch: Sequence[Delivery], title: str) -> str:
         lines = [title, ""]
-        lines += [render.line(d, self._config.body_template) for d in batch]
+        lines += [render.line(ln, self._config.body_template) for ln in render.lines(batch)]
         first = batch[0].event
         lines += ["", f"source: {render.sanitize(first.source_url, render.URL_LIMIT) or 'n/a'}"]
         lines += ["-- ", "ticker-monitor (ids: " + " ".join(d.short_id for d in batch) + ")"]
@@ -226,12 +226,13 @@ class EmailSink:
         esc = html.escape
         head = ("Pair", "Change", "Rate", "Change %", "Page date", "Observed (UTC)", "ID")
         rows = ["<tr>" + "".join(f'<th align="left">{esc(h)}</th>' for h in head) + "</tr>"]
-        for delivery in batch:
-            f = render.fields(delivery, escape=esc)
+        for ln in render.lines(batch):
+            f = render.fields(ln, escape=esc)
             if self._config.body_template:
-                what = render.line(delivery, self._config.body_template, escape=esc)
+                what = render.line(ln, self._config.body_template, escape=esc)
             else:
                 what = f"{f['direction']} {f['summary']}"
+                what = render.TEST_MARK + what if ln.test else what
             values = (
                 f["pair"] if f["pair"] != "n/a" else f["target"],
                 what,
@@ -239,7 +240,7 @@ class EmailSink:
                 f["new_change_pct"],
                 f["page_date"],
                 f["observed_at"],
-                f"<code>{f['dedup_id']}</code>",
+                " ".join(f"<code>{short}</code>" for short in ln.short_ids),
             )
             rows.append("<tr>" + "".join(f"<td>{v}</td>" for v in values) + "</tr>")
         source = esc(render.sanitize(batch[0].event.source_url, render.URL_LIMIT))

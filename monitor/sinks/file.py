@@ -1,18 +1,25 @@
-"""File sink (``type = "file"``): one JSON object per event appended to a JSON Lines file.
+"""File sink (``type = "file"``): one JSON object per message line appended to a JSON Lines file.
 
-Each line (folded here)::
+A record is one line of a message: one pair's events of one check, or one outage event. Each
+(folded here)::
 
-    {"kind": "change_pct_changed", "target": "timesca", "pair": "TMT/USD",
+    {"target": "timesca", "pair": "TMT/USD", "kind": "rate_changed",
+     "kinds": ["rate_changed", "change_pct_changed"],
      "old": {"rate": "0.28575", "change_pct": "0"},
-     "new": {"rate": "0.28575", "change_pct": "-0.14"},
+     "new": {"rate": "0.28550", "change_pct": "-0.14"},
      "observed_at": "2025-05-16T09:30:00+00:00", "page_date": "2025-05-16",
      "source_url": "https://timesca.com/", "rule": null, "detail": "",
      "event_id": "…", "dedup_id": "1a2b3c4d", "dedup_key": "1a2b3c4d…", "sink": "audit",
-     "message": "timesca TMT/USD ▼ change % 0% → -0.14%, rate 0.28575 · … · id 1a2b3c4d"}
- Rates and percentages are exact decimal strings without exponent, or ``null``. The
-data fields are the event's own values, unsanitized (JSON escapes them); ``message`` is the rendered
-body line. U+2028, U+2029 and U+0085 are escaped too, so that no line-splitting tool sees a break
-inside a record.
+     "message": "timesca TMT/USD ▼ 0.28575 → 0.28550 (-0.09%), change 0% → -0.14% · … · id 1a2b3c4d",
+     "events": [{"event_id": "…", "kind": "rate_changed", …, "dedup_key": "1a2b3c4d…"},
+                {"event_id": "…", "kind": "change_pct_changed", …, "dedup_key": "…"}]}
+
+The top-level ``kind``, ``rule``, ``detail``, ``event_id``, ``dedup_id`` and ``dedup_key`` are the
+line's first event's; ``events`` holds every event of the line (the webhook's event objects, each
+with its own dedup key). Rates and percentages are exact decimal strings without exponent, or
+``null``. The data fields are the events' own values, unsanitized (JSON escapes them);
+``message`` is the rendered body line. U+2028, U+2029 and U+0085 are escaped too, so that no
+line-splitting tool sees a break inside a record.
 
 A batch is written with one ``write``, then flushed and ``fsync``-ed before ``send`` returns; the
 parent directory is created if missing (and synced when the file is new). If the write fails, the
@@ -50,30 +57,37 @@ def _reading(reading: Reading | None) -> dict[str, str | None] | None:
     if reading is None:
         return None
     return {
-        "rate": None if reading.rate is None else render.plain(reading.rate),
-        "change_pct": None if reading.change_pct is None else render.plain(reading.change_pct),
+        "rate": render.number(reading, "rate"),
+        "change_pct": render.number(reading, "change_pct"),
     }
 
 
-def record(delivery: Delivery, body_template: str | None = None) -> dict[str, Any]:
-    """The JSON object written for one delivery."""
-    ev = delivery.event
+def record(item: Delivery | render.Line, body_template: str | None = None) -> dict[str, Any]:
+    """The JSON object written for one line of a message."""
+    ln = item if isinstance(item, render.Line) else render.Line((item,))
+    ev, first = ln.first, ln.deliveries[0]
+    old, new = ln.readings
     return {
         "kind": ev.kind.value,
+        "kinds": list(dict.fromkeys(e.kind.value for e in ln.events)),
         "target": ev.target,
         "pair": ev.pair,
-        "old": _reading(ev.old),
-        "new": _reading(ev.new),
+        "old": _reading(old),
+        "new": _reading(new),
         "observed_at": ev.observed_at.isoformat(),
         "page_date": ev.page_date.isoformat() if ev.page_date else None,
         "source_url": ev.source_url,
         "rule": ev.rule,
         "detail": ev.detail,
         "event_id": ev.event_id,
-        "dedup_id": delivery.short_id,
-        "dedup_key": delivery.dedup_key,
-        "sink": delivery.sink,
-        "message": render.line(delivery, body_template),
+        "dedup_id": first.short_id,
+        "dedup_key": first.dedup_key,
+        "sink": first.sink,
+        "message": render.line(ln, body_template),
+        "events": [
+            {**d.event.to_json(), "dedup_id": d.short_id, "dedup_key": d.dedup_key}
+            for d in ln.deliveries
+        ],
     }
 
 
@@ -136,10 +150,11 @@ class FileSink:
         return f"FileSink(name={self.name!r}, path={str(self.path)!r})"
 
     async def send(self, batch: Sequence[Delivery]) -> None:
-        """Append one line per delivery, flush and fsync, or raise a retryable ``SinkError``."""
+        """Append one record per message line, flush and fsync, or raise a retryable ``SinkError``."""
         if not batch:
             return
-        data = "".join(json_line(record(d, self._config.body_template)) for d in batch).encode()
+        template = self._config.body_template
+        data = "".join(json_line(record(ln, template)) for ln in render.lines(batch)).encode()
         async with self._lock:
             try:
                 await asyncio.to_thread(_append, self.path, data)

@@ -1,15 +1,17 @@
 """Slack incoming-webhook sink (``type = "slack"``).
 
 One POST per message, JSON with a top-level ``text`` (the notification fallback) and Block Kit
-``blocks``: a ``header`` (the event's title, or ``timesca: 3 changes`` for a digest), then per event
-a ``section`` (``▼ *TMT/USD* change % 0% → -0.14%, rate 0.28575``, or the sink's ``body_template``)
-and a ``context`` (target, source URL, observed time, page date and the short dedup id).
+``blocks``: a ``header`` (the message's title: ``timesca: TMT/USD ▼ 0.28550 (-0.09%)``, or
+``timesca: TMT/USD ▼, KZT/USD ▲ (+1 more)`` for a digest), then per line (one pair's events of
+one check, or one outage event) a ``section`` (``▼ *TMT/USD* 0.28575 → 0.28550 (-0.09%), change
+0% → -0.14%``, or the sink's ``body_template``) and a ``context`` (target, source URL, observed
+time, page date and the line's short dedup ids).
 
 Digest: all deliveries of one check go out together. A message holds at most
-:data:`EVENTS_PER_MESSAGE` events (1 header + 2 blocks each stays within Slack's 50 blocks); a
-larger batch is split across several posts (``timesca: 30 changes (1/2)``), every event in
-exactly one. If a later post fails, the retryable ``SinkError`` carries a memo listing the dedup
-keys already posted, and the retry posts only the rest (no duplicates from a half-sent digest).
+:data:`EVENTS_PER_MESSAGE` lines (1 header + 2 blocks each stays within Slack's 50 blocks); a
+larger batch is split across several posts (``... (1/2)``), every line in exactly one. If a later
+post fails, the retryable ``SinkError`` carries a memo listing the dedup keys already posted, and
+the retry posts only the rest (no duplicates from a half-sent digest).
 
 Text limits: the header is cut to 150 characters, every section and context text to 3,000, the
 fallback ``text`` to 3,000. Every piece of scraped text has ``&``, ``<`` and ``>`` escaped, so a
@@ -77,12 +79,12 @@ HEADER_MAX = 150
 TEXT_MAX = 3000
 FALLBACK_MAX = 3000
 RENDER_MAX = 4 * TEXT_MAX
-#: one header plus a section and a context per event must fit in MAX_BLOCKS
+#: one header plus a section and a context per line must fit in MAX_BLOCKS
 EVENTS_PER_MESSAGE = (MAX_BLOCKS - 1) // 2
 
 PAIR_SECTION = "$direction *$pair* $summary"
 TARGET_SECTION = "*$target* $summary"
-CONTEXT = "$target · $source_url · observed $observed_at · page date $page_date · id `$dedup_id`"
+CONTEXT = "$target · $source_url · observed $observed_at · page date $page_date · id $ids"
 
 
 def escape(text: str) -> str:
@@ -137,19 +139,27 @@ class SlackSink:
 
     # --- rendering ---------------------------------------------------------------------------
 
-    def _section(self, delivery: Delivery) -> str:
+    def _section(self, ln: render.Line) -> str:
         template = self._config.body_template
         if not template:
-            template = PAIR_SECTION if delivery.event.kind in render.PAIR_KINDS else TARGET_SECTION
+            template = PAIR_SECTION if ln.is_pair else TARGET_SECTION
         # render generously, then cut with cap(), which never splits an &amp; entity
-        text = render.render(delivery, template, escape=escape, limit=RENDER_MAX)
+        text = render.render(ln, template, escape=escape, limit=RENDER_MAX)
+        if ln.test:
+            text = render.TEST_MARK + text
         return cap(text, TEXT_MAX) or "-"  # Slack refuses an empty text
+
+    @staticmethod
+    def _context(ln: render.Line) -> str:
+        ids = " ".join(f"`{short}`" for short in ln.short_ids)
+        template = CONTEXT.replace("$ids", ids)  # the ids are hex digits: nothing to escape
+        return cap(render.render(ln, template, escape=escape, limit=RENDER_MAX), TEXT_MAX)
 
     def payloads(self, batch: Sequence[Delivery]) -> list[tuple[list[Delivery], dict[str, Any]]]:
         """The posts that carry ``batch``: each with its deliveries and its JSON payload."""
+        groups = render.lines(batch)
         chunks = [
-            list(batch[i : i + EVENTS_PER_MESSAGE])
-            for i in range(0, len(batch), EVENTS_PER_MESSAGE)
+            groups[i : i + EVENTS_PER_MESSAGE] for i in range(0, len(groups), EVENTS_PER_MESSAGE)
         ]
         title = render.digest_title(batch, self._config.title_template, escape=escape) or "-"
         out = []
@@ -159,17 +169,17 @@ class SlackSink:
             blocks: list[dict[str, Any]] = [
                 {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
             ]
-            lines = [header]
-            for delivery in chunk:
-                section = self._section(delivery)
-                context = render.render(delivery, CONTEXT, escape=escape, limit=RENDER_MAX)
-                context = cap(context, TEXT_MAX)
+            text_lines = [header]
+            for ln in chunk:
+                section = self._section(ln)
                 blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section}})
                 blocks.append(
-                    {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}
+                    {"type": "context", "elements": [{"type": "mrkdwn", "text": self._context(ln)}]}
                 )
-                lines.append(f"{section} (id {delivery.short_id})")
-            out.append((chunk, {"text": cap("\n".join(lines), FALLBACK_MAX), "blocks": blocks}))
+                text_lines.append(f"{section} (id {' '.join(ln.short_ids)})")
+            deliveries = [d for ln in chunk for d in ln.deliveries]
+            payload = {"text": cap("\n".join(text_lines), FALLBACK_MAX), "blocks": blocks}
+            out.append((deliveries, payload))
         return out
 
     # --- sending -----------------------------------------------------------------------------

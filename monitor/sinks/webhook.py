@@ -20,14 +20,15 @@ Body (UTF-8 JSON), schema version 1::
 
     {
       "version": 1,
-      "title": "timesca: 2 changes",            # the rendered title (title_template applies)
-      "text": "timesca TMT/USD ▼ change % ...", # one rendered line per event (body_template)
+      "title": "timesca: TMT/USD ▼, KZT/USD ▲", # the rendered title (title_template applies)
+      "text": "timesca TMT/USD ▼ 0.28575 → ...", # one line per pair per check (body_template)
       "events": [
         {
           "event_id": "9f2c…",                  # deterministic: the same facts, the same id
           "kind": "change_pct_changed",         # rate_changed | change_pct_changed | threshold |
-                                                # pair_added | pair_removed | source_down |
-                                                # source_recovered | parse_failed | parse_recovered
+                                                # threshold_cleared | pair_added | pair_removed |
+                                                # source_down | source_recovered | parse_failed |
+                                                # parse_recovered
           "target": "timesca",
           "pair": "TMT/USD",                    # null for target-level events
           "old": {"rate": "0.28575", "change_pct": "0"},      # exact decimal strings, or null
@@ -35,8 +36,13 @@ Body (UTF-8 JSON), schema version 1::
           "observed_at": "2025-05-16T09:30:00+00:00",
           "page_date": "2025-05-16",            # or null
           "source_url": "https://timesca.com/",
-          "rule": null,                         # the rule's name for threshold events
+          "rule": null,                         # the rule's name for threshold events, reminders
           "detail": "",
+          "since": null,                        # when the condition began, or null
+          "duration_seconds": null,             # observed_at - since, whole seconds, or null
+          "failed_checks": null,                # an outage's failed checks, or null
+          "reminder": 0,                        # N for the N-th reminder of a condition
+          "test": false,                        # true for test-sink's sample
           "dedup_id": "1a2b3c4d",               # the short id shown in human messages
           "dedup_key": "1a2b3c4d…"              # unique per (event, sink): use it to deduplicate
         }
@@ -144,7 +150,9 @@ class WebhookSink:
         return {
             "version": SCHEMA_VERSION,
             "title": render.digest_title(batch, self._config.title_template),
-            "text": "\n".join(render.line(d, self._config.body_template) for d in batch),
+            "text": "\n".join(
+                render.line(ln, self._config.body_template) for ln in render.lines(batch)
+            ),
             "events": events,
         }
 

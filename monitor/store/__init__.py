@@ -9,7 +9,11 @@ unit tests of other modules. ``open_store`` picks the backend from the ``databas
 
 The promise every backend keeps: ``commit_check`` writes the new target state, its history row and
 its outbox rows in ONE transaction, so a crash can neither lose an alert nor advance state without
-its alerts. Outbox rows are unique by ``dedup_key`` (insert-or-ignore).
+its alerts. Outbox rows are unique by ``dedup_key`` (insert-or-ignore). A row whose delivery carries
+``silenced_by`` is written with status ``silenced`` and never claimed.
+
+Silences live in the store too, so every instance sharing it honours them: a check reads its
+target's state and its silences in one call (``load_for_check``).
 
 Time. The methods take the caller's ``now``. A backend owned by one process (SQLite, memory) uses
 it for everything. A backend shared by several hosts (PostgreSQL) uses its *own* clock wherever
@@ -25,7 +29,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from monitor.models import Delivery, Event, NewDelivery, Snapshot, TargetState, Validators, short_id
+from monitor.models import (
+    Delivery,
+    Event,
+    NewDelivery,
+    Silence,
+    Snapshot,
+    TargetState,
+    Validators,
+    short_id,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,13 @@ class Store(Protocol):
 
     async def load_target(self, target: str) -> tuple[TargetState, Validators]:
         """The stored state of a target; a fresh ``TargetState()`` for one never seen."""
+        ...
+
+    async def load_for_check(
+        self, target: str, *, now: datetime
+    ) -> tuple[TargetState, Validators, list[Silence]]:
+        """``load_target``, and the target's silences that have not ended at ``now`` (some may
+        not have started yet), in one round trip."""
         ...
 
     async def commit_check(
@@ -199,6 +219,18 @@ class Store(Protocol):
 
     async def sinks_with_pending(self) -> list[str]:
         """Sinks that have pending rows (to warn about rows for sinks no longer configured)."""
+        ...
+
+    async def add_silence(self, silence: Silence, *, now: datetime) -> None:
+        """Store a new silence (its ``id`` must be new)."""
+        ...
+
+    async def list_silences(self, *, now: datetime, ended: bool = False) -> list[Silence]:
+        """Silences not yet ended at ``now`` (with ``ended``: every one), oldest first."""
+        ...
+
+    async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
+        """End a silence at ``now``; return it as it was before (None: no such silence)."""
         ...
 
 

@@ -16,18 +16,29 @@ from datetime import datetime
 import structlog
 
 from monitor.errors import StoreError
-from monitor.models import DeliveryStatus, Event, Snapshot, TargetState
+from monitor.models import (
+    DeliveryStatus,
+    Event,
+    EventKind,
+    NewDelivery,
+    Silence,
+    Snapshot,
+    TargetState,
+)
 from monitor.store import Observation, OutboxRow
 
 __all__ = [
     "OUTBOX_COLUMNS",
     "ROW_COLUMNS",
+    "SILENCE_COLUMNS",
     "check_status",
     "dumps",
     "event_of",
     "listing",
     "observation",
     "outbox_row",
+    "row_status",
+    "silence_of",
     "target_state",
 ]
 
@@ -55,6 +66,7 @@ OUTBOX_COLUMNS = (
     "memo",
     "sent_at",
     "updated_at",
+    "silenced_by",
     "event_json",
 )
 _TIMES = ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at")
@@ -160,3 +172,29 @@ def observation(target: str, observed_at: datetime, snapshot_json: str) -> Obser
         log.warning("observation_unreadable", target=target, error=type(exc).__name__)
         return None
     return Observation(target=target, observed_at=observed_at, snapshot=snapshot)
+
+
+#: the columns of a silence, in the order :func:`silence_of` takes them
+SILENCE_COLUMNS = ("id", "target", "pair", "kind", "starts_at", "ends_at", "comment", "created_by")
+
+
+def silence_of(values: Sequence[object], time: Callable[[object], datetime]) -> Silence:
+    """A stored silence from its :data:`SILENCE_COLUMNS` values."""
+    sid, target, pair, kind, starts_at, ends_at, comment, created_by = values
+    return Silence(
+        id=str(sid),
+        target=str(target),
+        pair=None if pair is None else str(pair),
+        kind=EventKind(str(kind)) if kind else None,
+        starts_at=time(starts_at),
+        ends_at=time(ends_at),
+        comment=str(comment),
+        created_by=str(created_by),
+    )
+
+
+def row_status(delivery: NewDelivery) -> str:
+    """The status a new outbox row is written with: ``silenced`` (recorded, never claimed) when a
+    silence or mute window holds it, else ``pending``."""
+    silenced = delivery.silenced_by is not None
+    return (DeliveryStatus.SILENCED if silenced else DeliveryStatus.PENDING).value

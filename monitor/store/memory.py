@@ -23,6 +23,7 @@ from monitor.models import (
     Delivery,
     DeliveryStatus,
     NewDelivery,
+    Silence,
     Snapshot,
     TargetState,
     Validators,
@@ -38,6 +39,7 @@ from monitor.store.codec import (
     listing,
     observation,
     outbox_row,
+    row_status,
     target_state,
 )
 
@@ -67,6 +69,7 @@ class _Row:
     last_error: str | None = None
     memo: str | None = None
     sent_at: datetime | None = None
+    silenced_by: str | None = None
 
     def free_for(self, owner: str, at: datetime) -> bool:
         """Nobody else holds a live lease on it."""
@@ -95,6 +98,8 @@ class MemoryDatabase:
     last_id: int = 0
     instances: dict[str, Member] = field(default_factory=dict)
     target_leases: dict[str, TargetLease] = field(default_factory=dict)
+    #: id -> silence, in insertion order
+    silences: dict[str, Silence] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -136,6 +141,16 @@ class MemoryStore:
         state_json, etag, last_modified = row
         return target_state(target, state_json), Validators(etag, last_modified)
 
+    async def load_for_check(
+        self, target: str, *, now: datetime
+    ) -> tuple[TargetState, Validators, list[Silence]]:
+        state, validators = await self.load_target(target)
+        at = utc(now)
+        silences = [
+            x for x in self.database.silences.values() if x.target == target and x.ends_at > at
+        ]
+        return state, validators, sorted(silences, key=lambda x: (x.starts_at, x.id))
+
     async def commit_check(
         self,
         target: str,
@@ -153,12 +168,20 @@ class MemoryStore:
             state_json = dumps(state.to_json())
             snapshot_json = None if observed is None else dumps(observed.to_json())
             rows = [
-                (d.dedup_key, d.sink, d.event.target, d.check_id, dumps(d.event.to_json()))
+                (
+                    d.dedup_key,
+                    d.sink,
+                    d.event.target,
+                    d.check_id,
+                    dumps(d.event.to_json()),
+                    row_status(d),
+                    d.silenced_by,
+                )
                 for d in deliveries
             ]
         except (TypeError, ValueError) as exc:
             raise StoreError(f"commit_check: unstorable value ({type(exc).__name__})") from None
-        for _, sink, row_target, check_id, _ in rows:
+        for _, sink, row_target, check_id, *_ in rows:
             if not all(isinstance(v, str) for v in (sink, row_target, check_id)):
                 raise StoreError("commit_check: an outbox row lacks its sink, target or check id")
         db.targets[target] = (state_json, validators.etag, validators.last_modified)
@@ -166,7 +189,7 @@ class MemoryStore:
             db.observations.append((target, at, snapshot_json))
         known = {row.dedup_key for row in db.outbox.values()}
         inserted = 0
-        for key, sink, row_target, check_id, event_json in rows:
+        for key, sink, row_target, check_id, event_json, status, silenced_by in rows:
             if key in known:
                 continue
             known.add(key)
@@ -181,6 +204,8 @@ class MemoryStore:
                 created_at=at,
                 next_attempt_at=at,
                 updated_at=at,
+                status=status,
+                silenced_by=silenced_by,
             )
             inserted += 1
         return inserted
@@ -293,7 +318,7 @@ class MemoryStore:
         removed = len(db.observations) - len(kept)
         db.observations = kept
         for row_id, row in list(db.outbox.items()):
-            if row.status in ("sent", "dead") and row.created_at < cutoff:
+            if row.status in ("sent", "dead", "silenced") and row.created_at < cutoff:
                 del db.outbox[row_id]
                 removed += 1
         return removed
@@ -359,6 +384,28 @@ class MemoryStore:
     async def sinks_with_pending(self) -> list[str]:
         db = await self._enter("sinks_with_pending")
         return sorted({r.sink for r in db.outbox.values() if r.status == "pending"})
+
+    # --- silences ------------------------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence, *, now: datetime) -> None:
+        db = await self._enter("add_silence")
+        if silence.id in db.silences:
+            raise StoreError(f"add_silence: a silence {silence.id!r} already exists")
+        db.silences[silence.id] = silence
+
+    async def list_silences(self, *, now: datetime, ended: bool = False) -> list[Silence]:
+        db = await self._enter("list_silences")
+        at = utc(now)
+        found = [x for x in db.silences.values() if ended or x.ends_at > at]
+        return sorted(found, key=lambda x: (x.starts_at, x.id))
+
+    async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
+        db = await self._enter("expire_silence")
+        before = db.silences.get(silence_id)
+        at = utc(now)
+        if before is not None and before.ends_at > at:
+            db.silences[silence_id] = replace(before, ends_at=at)
+        return before
 
     # --- cluster -------------------------------------------------------------------------------
 

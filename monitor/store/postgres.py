@@ -43,6 +43,7 @@ from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
     NewDelivery,
+    Silence,
     Snapshot,
     TargetState,
     Validators,
@@ -59,6 +60,8 @@ from monitor.store.codec import (
     listing,
     observation,
     outbox_row,
+    row_status,
+    silence_of,
     target_state,
 )
 
@@ -135,6 +138,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX outbox_lease_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
     ),
+    (
+        # 3: silences; outbox rows recorded as silenced (by a silence's id or mute:RULE)
+        "ALTER TABLE outbox DROP CONSTRAINT outbox_status_check",
+        "ALTER TABLE outbox ADD CONSTRAINT outbox_status_check"
+        " CHECK (status IN ('pending', 'sent', 'dead', 'silenced'))",
+        "ALTER TABLE outbox ADD COLUMN silenced_by text",
+        "DROP INDEX outbox_finished",
+        "CREATE INDEX outbox_finished ON outbox (created_at)"
+        " WHERE status IN ('sent', 'dead', 'silenced')",
+        """
+        CREATE TABLE silences (
+            id          text PRIMARY KEY,
+            target      text NOT NULL,
+            pair        text,
+            kind        text,
+            starts_at   timestamptz NOT NULL,
+            ends_at     timestamptz NOT NULL,
+            comment     text NOT NULL DEFAULT '',
+            created_by  text NOT NULL DEFAULT '',
+            created_at  timestamptz NOT NULL,
+            updated_at  timestamptz NOT NULL
+        )
+        """,
+        "CREATE INDEX silences_target_ends_at ON silences (target, ends_at)",
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -150,6 +178,13 @@ _NOW = sql.SQL("coalesce(%(clock)s::timestamptz, statement_timestamp())")
 _EXPIRE_CHUNK = 5000
 
 _DEFAULTS = {"application_name": "ticker-monitor", "connect_timeout": "10"}
+
+
+_SILENCE_COLUMNS: LiteralString = "id, target, pair, kind, starts_at, ends_at, comment, created_by"
+
+
+def _silence(values: Sequence[Any]) -> Silence:
+    return silence_of(values, lambda moment: utc(cast(datetime, moment)))
 
 
 def _q(text: LiteralString) -> sql.Composed:
@@ -353,6 +388,28 @@ class PostgresStore:
         state_json, etag, last_modified = rows[0]
         return target_state(target, state_json), Validators(etag, last_modified)
 
+    async def load_for_check(
+        self, target: str, *, now: datetime
+    ) -> tuple[TargetState, Validators, list[Silence]]:
+        """``load_target`` and the target's silences not yet ended, on one connection."""
+        async with self._conn("load_for_check") as conn:
+            cur = await conn.execute(
+                "SELECT state_json, etag, last_modified FROM targets WHERE name = %(name)s",
+                {"name": target},
+            )
+            row = await cur.fetchone()
+            cur = await conn.execute(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
+                " WHERE target = %(name)s AND ends_at > %(at)s ORDER BY starts_at, id",
+                {"name": target, "at": utc(now)},
+            )
+            silences = await cur.fetchall()
+        state, validators = TargetState(), Validators()
+        if row is not None:
+            state_json, etag, last_modified = row
+            state, validators = target_state(target, state_json), Validators(etag, last_modified)
+        return state, validators, [_silence(values) for values in silences]
+
     async def commit_check(
         self,
         target: str,
@@ -393,11 +450,12 @@ class PostgresStore:
             # by the database's clock.
             cur = await conn.execute(
                 _q(
-                    "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, created_at,"
-                    " next_attempt_at, updated_at)"
-                    " SELECT k, s, t, c, e, %(at)s, {now}, %(at)s"
+                    "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
+                    " silenced_by, created_at, next_attempt_at, updated_at)"
+                    " SELECT k, s, t, c, e, st, sb, %(at)s, {now}, %(at)s"
                     " FROM unnest(%(keys)s::text[], %(sinks)s::text[], %(targets)s::text[],"
-                    " %(checks)s::text[], %(events)s::text[]) WITH ORDINALITY AS r (k, s, t, c, e, n)"
+                    " %(checks)s::text[], %(events)s::text[], %(statuses)s::text[],"
+                    " %(silenced)s::text[]) WITH ORDINALITY AS r (k, s, t, c, e, st, sb, n)"
                     " ORDER BY n ON CONFLICT (dedup_key) DO NOTHING"
                 ),
                 self._p(
@@ -407,6 +465,8 @@ class PostgresStore:
                     targets=[d.event.target for d in deliveries],
                     checks=[d.check_id for d in deliveries],
                     events=[dumps(d.event.to_json()) for d in deliveries],
+                    statuses=[row_status(d) for d in deliveries],
+                    silenced=[d.silenced_by for d in deliveries],
                 ),
             )
             return max(cur.rowcount, 0)
@@ -580,7 +640,8 @@ class PostgresStore:
             "DELETE FROM observations WHERE id IN"
             " (SELECT id FROM observations WHERE observed_at < %(cutoff)s LIMIT %(chunk)s)",
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-            " WHERE status IN ('sent', 'dead') AND created_at < %(cutoff)s LIMIT %(chunk)s)",
+            " WHERE status IN ('sent', 'dead', 'silenced') AND created_at < %(cutoff)s"
+            " LIMIT %(chunk)s)",
         ):
             while True:
                 deleted = await self._run(
@@ -658,6 +719,54 @@ class PostgresStore:
             {},
         )
         return [str(r[0]) for r in rows]
+
+    # --- silences ------------------------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence, *, now: datetime) -> None:
+        at = utc(now)
+        await self._run(
+            "add_silence",
+            f"INSERT INTO silences ({_SILENCE_COLUMNS}, created_at, updated_at)"  # noqa: S608 -- fixed column names
+            " VALUES (%(id)s, %(target)s, %(pair)s, %(kind)s, %(starts)s, %(ends)s, %(comment)s,"
+            " %(by)s, %(at)s, %(at)s)",
+            {
+                "id": silence.id,
+                "target": silence.target,
+                "pair": silence.pair,
+                "kind": silence.kind.value if silence.kind else None,
+                "starts": silence.starts_at,
+                "ends": silence.ends_at,
+                "comment": silence.comment,
+                "by": silence.created_by,
+                "at": at,
+            },
+        )
+
+    async def list_silences(self, *, now: datetime, ended: bool = False) -> list[Silence]:
+        rows = await self._rows(
+            "list_silences",
+            f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
+            " WHERE %(all)s OR ends_at > %(at)s ORDER BY starts_at, id",
+            {"all": ended, "at": utc(now)},
+        )
+        return [_silence(values) for values in rows]
+
+    async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
+        at = utc(now)
+        async with self._tx("expire_silence") as conn:
+            cur = await conn.execute(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = %(id)s FOR UPDATE",  # noqa: S608 -- fixed column names
+                {"id": silence_id},
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await conn.execute(
+                "UPDATE silences SET ends_at = %(at)s, updated_at = %(at)s"
+                " WHERE id = %(id)s AND ends_at > %(at)s",
+                {"id": silence_id, "at": at},
+            )
+        return _silence(row)
 
     # --- cluster -------------------------------------------------------------------------------
 

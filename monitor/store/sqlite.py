@@ -11,18 +11,26 @@ error.
 Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
 microsecond, readable in the ``sqlite3`` shell, and ordered correctly by plain text comparison.
 
-Schema (version 2; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 3; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     targets       name PK, state_json, etag, last_modified, updated_at
     observations  id PK, target -> targets(name), observed_at, snapshot_json
                   index (observed_at) for retention
     outbox        id PK AUTOINCREMENT, dedup_key UNIQUE, sink, target, check_id, event_json,
-                  status in (pending, sent, dead), attempts, created_at, next_attempt_at,
-                  lease_owner, lease_until, last_error, memo, sent_at, updated_at
+                  status in (pending, sent, dead, silenced), attempts, created_at,
+                  next_attempt_at, lease_owner, lease_until, last_error, memo, sent_at,
+                  updated_at, silenced_by (a silence's id or mute:RULE)
                   index (sink, status, id) for the strict per-sink claim order
                   index (lease_owner) where leased, for releasing what an instance holds
     instances     id PK, host, pid, started_at, last_heartbeat                       (version 2)
     target_leases target PK, owner, lease_until                                      (version 2)
+    silences      id PK, target, pair, kind, starts_at, ends_at, comment, created_by,
+                  created_at, updated_at
+                  index (target, ends_at) for the active silences of a target    (version 3)
+
+Step 3 rebuilt ``outbox`` (SQLite cannot alter a CHECK constraint): a new table, the rows copied
+with their ids, the AUTOINCREMENT counter carried over (ids are never reused), the old table
+dropped, the new one renamed and indexed, all in the step's one transaction.
 
 The cluster tables (:class:`monitor.store.ClusterStore`) work here as on PostgreSQL, on the
 caller's clock, so the daemon has one code path; but a shared SQLite file is never safe across
@@ -47,6 +55,7 @@ from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
     NewDelivery,
+    Silence,
     Snapshot,
     TargetState,
     Validators,
@@ -56,12 +65,15 @@ from monitor.store import Member, Observation, OutboxCounts, OutboxRow, TargetLe
 from monitor.store.codec import (
     OUTBOX_COLUMNS,
     ROW_COLUMNS,
+    SILENCE_COLUMNS,
     check_status,
     dumps,
     event_of,
     listing,
     observation,
     outbox_row,
+    row_status,
+    silence_of,
     target_state,
 )
 
@@ -134,6 +146,62 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX outbox_lease_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
     ),
+    (  # 3: silences; outbox rows recorded as silenced (the table rebuilt for its CHECK)
+        """
+        CREATE TABLE outbox_v2 (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            dedup_key       TEXT NOT NULL UNIQUE,
+            sink            TEXT NOT NULL,
+            target          TEXT NOT NULL,
+            check_id        TEXT NOT NULL,
+            event_json      TEXT NOT NULL,
+            status          TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'sent', 'dead', 'silenced')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            created_at      TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            lease_owner     TEXT,
+            lease_until     TEXT,
+            last_error      TEXT,
+            memo            TEXT,
+            sent_at         TEXT,
+            updated_at      TEXT NOT NULL,
+            silenced_by     TEXT
+        )
+        """,
+        """
+        INSERT INTO outbox_v2 (id, dedup_key, sink, target, check_id, event_json, status,
+            attempts, created_at, next_attempt_at, lease_owner, lease_until, last_error, memo,
+            sent_at, updated_at)
+        SELECT id, dedup_key, sink, target, check_id, event_json, status,
+            attempts, created_at, next_attempt_at, lease_owner, lease_until, last_error, memo,
+            sent_at, updated_at
+        FROM outbox
+        """,
+        # AUTOINCREMENT never reuses an id: carry the old counter over, not just max(id)
+        "DELETE FROM sqlite_sequence WHERE name = 'outbox_v2'",
+        "INSERT INTO sqlite_sequence (name, seq)"
+        " SELECT 'outbox_v2', seq FROM sqlite_sequence WHERE name = 'outbox'",
+        "DROP TABLE outbox",
+        "ALTER TABLE outbox_v2 RENAME TO outbox",
+        "CREATE INDEX outbox_sink_status_id ON outbox (sink, status, id)",
+        "CREATE INDEX outbox_lease_owner ON outbox (lease_owner) WHERE lease_owner IS NOT NULL",
+        """
+        CREATE TABLE silences (
+            id          TEXT PRIMARY KEY,
+            target      TEXT NOT NULL,
+            pair        TEXT,
+            kind        TEXT,
+            starts_at   TEXT NOT NULL,
+            ends_at     TEXT NOT NULL,
+            comment     TEXT NOT NULL DEFAULT '',
+            created_by  TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX silences_target_ends_at ON silences (target, ends_at)",
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -167,6 +235,13 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
     if not used:
         return "", ()
     return " WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
+
+
+_SILENCE_COLUMNS = ", ".join(SILENCE_COLUMNS)
+
+
+def _silence(values: Sequence[Any]) -> Silence:
+    return silence_of(values, lambda text: _dt(str(text)))
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -325,11 +400,40 @@ class SqliteStore:
             ).fetchone()
             return row
 
-        row = await self._call("load_target", work)
+        return self._state(target, await self._call("load_target", work))
+
+    @staticmethod
+    def _state(
+        target: str, row: tuple[str, str | None, str | None] | None
+    ) -> tuple[TargetState, Validators]:
         if row is None:
             return TargetState(), Validators()
         state_json, etag, last_modified = row
         return target_state(target, state_json), Validators(etag, last_modified)
+
+    async def load_for_check(
+        self, target: str, *, now: datetime
+    ) -> tuple[TargetState, Validators, list[Silence]]:
+        """``load_target`` and the silences of ``target`` not yet ended at ``now``, in one call
+        to the database thread (a check reads both)."""
+        at = _ts(now)
+
+        def work(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[str, str | None, str | None] | None, list[tuple[Any, ...]]]:
+            row: tuple[str, str | None, str | None] | None = conn.execute(
+                "SELECT state_json, etag, last_modified FROM targets WHERE name = ?", (target,)
+            ).fetchone()
+            silences = conn.execute(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
+                " WHERE target = ? AND ends_at > ? ORDER BY starts_at, id",
+                (target, at),
+            ).fetchall()
+            return row, silences
+
+        row, silences = await self._call("load_for_check", work)
+        state, validators = self._state(target, row)
+        return state, validators, [_silence(values) for values in silences]
 
     async def commit_check(
         self,
@@ -347,7 +451,16 @@ class SqliteStore:
             state_json = dumps(state.to_json())
             snapshot_json = None if observed is None else dumps(observed.to_json())
             rows = [
-                (d.dedup_key, d.sink, d.event.target, d.check_id, dumps(d.event.to_json()), at)
+                (
+                    d.dedup_key,
+                    d.sink,
+                    d.event.target,
+                    d.check_id,
+                    dumps(d.event.to_json()),
+                    at,
+                    row_status(d),
+                    d.silenced_by,
+                )
                 for d in deliveries
             ]
 
@@ -370,8 +483,8 @@ class SqliteStore:
                     return 0
                 cur = conn.executemany(
                     "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
-                    " attempts, created_at, next_attempt_at, updated_at)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?6)"
+                    " attempts, created_at, next_attempt_at, updated_at, silenced_by)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?7, 0, ?6, ?6, ?6, ?8)"
                     " ON CONFLICT (dedup_key) DO NOTHING",
                     rows,
                 )
@@ -554,7 +667,7 @@ class SqliteStore:
             "DELETE FROM observations WHERE id IN"
             " (SELECT id FROM observations WHERE observed_at < ? LIMIT ?)",
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-            " WHERE status IN ('sent', 'dead') AND created_at < ? LIMIT ?)",
+            " WHERE status IN ('sent', 'dead', 'silenced') AND created_at < ? LIMIT ?)",
         ):
             while True:
 
@@ -576,6 +689,68 @@ class SqliteStore:
 
         rows = await self._call("outbox_counts", work)
         return [OutboxCounts(sink=s, status=st, count=n) for s, st, n in rows]
+
+    # --- silences ------------------------------------------------------------------------------
+
+    async def add_silence(self, silence: Silence, *, now: datetime) -> None:
+        at = _ts(now)
+        params = (
+            silence.id,
+            silence.target,
+            silence.pair,
+            silence.kind.value if silence.kind else None,
+            _ts(silence.starts_at),
+            _ts(silence.ends_at),
+            silence.comment,
+            silence.created_by,
+            at,
+            at,
+        )
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO silences ({_SILENCE_COLUMNS}, created_at, updated_at)"  # noqa: S608 -- fixed column names
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+
+        await self._write("add_silence", write)
+
+    async def list_silences(self, *, now: datetime, ended: bool = False) -> list[Silence]:
+        """Silences not yet ended at ``now`` (with ``ended``: every one), oldest first."""
+        where = "" if ended else " WHERE ends_at > ?"
+        params: tuple[object, ...] = () if ended else (_ts(now),)
+
+        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences{where}"  # noqa: S608 -- fixed SQL
+                " ORDER BY starts_at, id",
+                params,
+            ).fetchall()
+
+        return [_silence(values) for values in await self._call("list_silences", work)]
+
+    async def expire_silence(self, silence_id: str, *, now: datetime) -> Silence | None:
+        """End a silence now (its ``ends_at`` becomes ``now`` unless it already ended).
+
+        Returns the silence as it was before, or None if there is no such silence.
+        """
+        at = _ts(now)
+
+        def write(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = conn.execute(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE id = ?",  # noqa: S608 -- fixed SQL
+                (silence_id,),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE silences SET ends_at = ?, updated_at = ? WHERE id = ? AND ends_at > ?",
+                    (at, at, silence_id, at),
+                )
+            return row
+
+        row = await self._write("expire_silence", write)
+        return None if row is None else _silence(row)
 
     # --- extras (operator commands, start-up checks) --------------------------------------------
 
