@@ -20,7 +20,7 @@ from typing import Literal, TextIO
 from monitor import render
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class ConsoleConfig(SinkSettings):
@@ -48,7 +48,7 @@ class ConsoleSink:
         body = render.line(delivery, self._config.body_template)
         return render.sanitize(f"{render.iso_utc(delivery.event)} {body}", render.LINE_LIMIT)
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """Print one line per delivery, then flush."""
         stream = self._stream if self._stream is not None else sys.stdout
         text = "".join(self.format(delivery) + "\n" for delivery in batch)

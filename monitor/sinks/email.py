@@ -59,7 +59,7 @@ from monitor import render
 from monitor.config_types import read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import failure_reason
 
 
@@ -304,7 +304,7 @@ class EmailSink:
             refused[address] = (response.code, response.message)
         return {r for r in recipients if r not in refused}, refused
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """Mail ``batch`` as one message, or raise ``SinkError``."""
         if not batch:
             return

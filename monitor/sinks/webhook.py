@@ -68,7 +68,7 @@ from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery
 from monitor.redact import LoggerGuard
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import classify, post, snippet
 
 
@@ -162,7 +162,7 @@ class WebhookSink:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
         return body, headers
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """POST ``batch`` as one JSON document or raise ``SinkError``."""
         if not batch:
             return
