@@ -14,9 +14,7 @@ registry included.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from monitor.detect import Policy, Threshold, thresholds_from_rules
 from monitor.fetch import Fetcher, FetchPolicy
 from monitor.metrics import Metrics
 from monitor.outbox import Deliverer, RetryPolicy
+from monitor.owner import Owner, is_dead, this_process
 from monitor.route import routes_from_settings
 from monitor.settings import Settings, TargetConfig
 from monitor.sinks import Sink, SinkDeps
@@ -76,11 +75,6 @@ def store_for(settings: Settings) -> Store:
     return open_store(settings.monitor.database.get_secret_value())
 
 
-def instance_name() -> str:
-    """Who claims outbox rows: this host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 @dataclass(frozen=True, slots=True)
 class App:
     """Everything one daemon runs. Built by :func:`build_app`; closed by :meth:`aclose`."""
@@ -96,6 +90,12 @@ class App:
     deliverer: Deliverer
     checker: Checker
     plans: tuple[TargetPlan, ...]
+    #: who claims outbox rows: this life of this process (``monitor.owner``)
+    owner: Owner
+
+    def lease_is_over(self, owner: str) -> bool:
+        """Is ``owner`` (an outbox row's lease holder) a life of this host that has ended?"""
+        return is_dead(owner, me=self.owner)
 
     async def aclose(self) -> None:
         """Close the sinks, the HTTP clients and the store (each once; errors do not stop it)."""
@@ -131,6 +131,7 @@ async def build_app(
         await http.aclose()
         raise
     metrics = Metrics()
+    owner = this_process()
     fetcher = Fetcher(
         user_agent=settings.monitor.user_agent, max_per_host=settings.monitor.max_per_host
     )
@@ -146,7 +147,7 @@ async def build_app(
             lease=d.lease,
             batch_size=d.batch_size,
         ),
-        owner=instance_name(),
+        owner=str(owner),
         clock=clock,
         rng=rng,
         on_result=metrics.delivery,
@@ -172,6 +173,7 @@ async def build_app(
         deliverer=deliverer,
         checker=checker,
         plans=plans_for(settings),
+        owner=owner,
     )
 
 

@@ -65,6 +65,7 @@ class Daemon:
 
     async def _open(self) -> None:
         await self.store.open()
+        await self.deliverer.release_orphans(self.app.lease_is_over)
         orphaned = sorted(set(await self.store.sinks_with_pending()) - set(self.sinks))
         if orphaned:
             log.warning("outbox_rows_for_unknown_sinks", sinks=orphaned)

@@ -189,6 +189,17 @@ class Deliverer:
             if isinstance(result, Exception):  # _lane_loop catches everything; this is a bug
                 log.error("delivery_lane_crashed", sink=lane.name, error=repr(result))
 
+    async def release_orphans(self, is_over: Callable[[str], bool]) -> int:
+        """Release at once the rows leased by owners whose life ``is_over`` (this instance's
+        previous life, killed while it held them), so that a restart sends them now instead of
+        after the lease; count them. Other owners' leases are left to lapse."""
+        owners = [o for o in await self._store.lease_owners() if o != self._owner and is_over(o)]
+        if not owners:
+            return 0
+        released = await self._store.release_leases_of(owners)
+        log.info("outbox_leases_released", owners=owners, rows=released)
+        return released
+
     async def deliver_due(self) -> int:
         """Deliver everything due now, all sinks concurrently; never wait for a backoff.
 

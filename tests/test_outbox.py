@@ -390,6 +390,25 @@ async def test_rows_leased_by_a_dead_worker_come_back_after_the_lease(store: Sql
     assert sink.accepted == ids
 
 
+async def test_rows_leased_by_a_life_that_is_over_are_released_at_once(
+    store: SqliteStore,
+) -> None:
+    clock = Clock()
+    sink = FakeSink("slack")
+    ids = await add(store, "slack", [1, 2])
+    await add(store, "email", [3])
+    await store.claim("slack", now=T0, limit=10, lease=60, owner="vm/41/boot/100")  # killed
+    await store.claim("email", now=T0, limit=10, lease=60, owner="other-host/7/boot/5")
+    assert await store.lease_owners() == ["other-host/7/boot/5", "vm/41/boot/100"]
+    d = deliverer(store, sink, clock=clock)
+    with capture_logs() as logs:
+        assert await d.release_orphans(lambda owner: owner.startswith("vm/")) == 2
+    assert [e["event"] for e in logs] == ["outbox_leases_released"]
+    assert await d.deliver_due() == 2  # now, not after the 60 s lease
+    assert sink.accepted == ids
+    assert await store.lease_owners() == ["other-host/7/boot/5"]  # another host's: it lapses
+
+
 async def test_min_interval_spaces_the_sends(store: SqliteStore) -> None:
     sink = FakeSink("slack", min_interval=0.2)
     await add(store, "slack", [1, 2, 3])

@@ -476,6 +476,33 @@ class SqliteStore:
             ids,
         )
 
+    async def lease_owners(self) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT DISTINCT lease_owner FROM outbox"
+                    " WHERE status = 'pending' AND lease_owner IS NOT NULL ORDER BY lease_owner"
+                )
+            ]
+
+        return await self._call("lease_owners", work)
+
+    async def release_leases_of(self, owners: Sequence[str]) -> int:
+        if not owners:
+            return 0
+        rows = [(owner,) for owner in owners]
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE status = 'pending' AND lease_owner = ?",
+                rows,
+            )
+            return max(cur.rowcount, 0)
+
+        return await self._write("release_leases_of", write)
+
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
         """Give dead rows another life: pending, no attempts, due now, and ``max_age`` counted
         from now. Returns how many rows were dead and are now pending."""
