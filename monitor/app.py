@@ -25,7 +25,7 @@ import httpx
 
 from monitor.check import Checker, TargetPlan
 from monitor.detect import Policy, Threshold, thresholds_from_rules
-from monitor.fetch import Fetcher, FetchPolicy
+from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchPolicy
 from monitor.metrics import Metrics
 from monitor.outbox import Deliverer, RetryPolicy
 from monitor.owner import Owner, is_dead, this_process
@@ -48,11 +48,15 @@ def plan_target(target: TargetConfig, thresholds: tuple[Threshold, ...]) -> Targ
     headers = dict(target.headers)
     if target.user_agent:  # else the fetcher sends the global one
         headers["User-Agent"] = target.user_agent
+    # a check must end before the next one is due
+    timeout = min(DEFAULT_TIMEOUT, target.interval) if target.timeout is None else target.timeout
     return TargetPlan(
         config=target,
         grammar=target.grammar(),
         fetch_policy=FetchPolicy(
-            timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
+            timeout=timeout,
+            max_bytes=target.max_bytes,
+            attempts=target.retries + 1,
         ),
         detect_policy=Policy(
             down_after=target.down_after,

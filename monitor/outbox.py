@@ -46,7 +46,7 @@ import structlog
 from monitor.backoff import full_jitter
 from monitor.errors import SinkError, StoreError
 from monitor.models import Delivery
-from monitor.sinks import Accepted, Sink
+from monitor.sinks import MAX_SEND_TIMEOUT, Accepted, Sink
 from monitor.store import Store
 
 log = structlog.get_logger("monitor.outbox")
@@ -54,7 +54,7 @@ log = structlog.get_logger("monitor.outbox")
 T = TypeVar("T")
 
 #: The worker's own bound on one send; sinks enforce their (shorter) timeouts themselves.
-DEFAULT_SEND_TIMEOUT = 120.0
+DEFAULT_SEND_TIMEOUT = MAX_SEND_TIMEOUT
 #: A sleeping lane looks at the outbox at least this often even without a wake-up.
 DEFAULT_IDLE_POLL = 30.0
 #: The shortest sleep of a lane that found nothing to do (no busy loop on clock edges).

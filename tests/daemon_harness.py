@@ -48,7 +48,7 @@ def write_config(
     extra: str = "",
     listen: str = "",
     retries: int = 0,
-    timeout: str = "5s",
+    timeout: str | None = None,
     target_extra: str = "",
     delivery: str = 'lease = "2s"\nbackoff_initial = "200ms"\nbackoff_max = "1s"\n',
 ) -> Path:
@@ -73,7 +73,7 @@ name = "timesca"
 url = "{page_url}"
 interval = "{interval}"
 jitter = 0
-timeout = "{timeout}"
+{"" if timeout is None else f'timeout = "{timeout}"'}
 retries = {retries}
 {target_extra}
 

@@ -59,6 +59,50 @@ async def test_implausible_jump_is_refetched_and_a_glitch_never_alerts(tmp_path:
         assert (alert["kind"], alert["new"]["rate"]) == ("rate_changed", "2.8575")
 
 
+async def test_an_unconfirmed_jump_holds_the_pair_until_a_check_confirms_it(
+    tmp_path: Path,
+) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",))
+        assert await check(config) == ["observed"]
+        # two reads, two different implausible rates: neither is trusted
+        server.script(
+            Reply(200, body=page({"TMT/USD": ("2.8575", "0")}).encode()),
+            Reply(200, body=page({"TMT/USD": ("5.7150", "0")}).encode()),
+        )
+        assert await check(config) == ["observed"]
+        assert alerts(tmp_path / "audit.jsonl") == []
+        server.set_page(page({"TMT/USD": ("5.7150", "0")}))  # the page settles: both reads agree
+        assert await check(config) == ["observed"]
+    (alert,) = alerts(tmp_path / "audit.jsonl")
+    assert (alert["old"]["rate"], alert["new"]["rate"]) == ("0.28575", "5.7150")
+
+
+async def test_a_failed_or_late_refetch_holds_the_jump_and_keeps_the_other_changes(
+    tmp_path: Path,
+) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",), interval="10s", timeout="1s")
+        assert await check(config) == ["observed"]
+        jumped = {"TMT/USD": ("2.8575", "0"), "KGS/USD": ("0.01150", "0.52")}
+        server.script(Reply(200, body=page(jumped).encode()), Reply(503))
+        assert await check(config) == ["observed"]
+        assert kinds(tmp_path / "audit.jsonl") == [
+            ("rate_changed", "KGS/USD"),
+            ("change_pct_changed", "KGS/USD"),
+        ]
+        # a re-fetch slower than what is left of the 1 s deadline: the check ends in time
+        jumped = {"TMT/USD": ("2.8575", "0"), "KGS/USD": ("0.01150", "0.6")}
+        server.script(
+            Reply(200, body=page(jumped).encode()),
+            Reply(200, body=page(jumped).encode(), delay=30),
+        )
+        started = asyncio.get_running_loop().time()
+        assert await check(config) == ["observed"]
+        assert asyncio.get_running_loop().time() - started < 10
+    assert [a["pair"] for a in alerts(tmp_path / "audit.jsonl")] == ["KGS/USD"] * 3
+
+
 async def test_threshold_rule_fires_on_entering_and_rearms_on_leaving(tmp_path: Path) -> None:
     async with PageServer(page(BASE)) as server:
         config = write_config(

@@ -142,7 +142,7 @@ def test_daemon_survives_every_source_fault_and_keeps_its_schedule(tmp_path: Pat
     faults = [
         Reply(500),
         Reply(429, headers=[("Retry-After", "1")]),
-        Reply(200, body=b"x" * 100, chunk_size=1, drip=1.0),  # drips; the 2 s deadline ends it
+        Reply(200, body=b"x" * 100, chunk_size=1, drip=1.0),  # drips; the 1 s deadline ends it
         Reply(200, body=b"y" * 65536, repeat=800),  # ~52 MB; the size cap ends it
         Reply.redirect("/loop"),
         Reply(200, raw=b"\x16\x03\x01 not http at all\r\n\r\n"),
@@ -156,7 +156,6 @@ def test_daemon_survives_every_source_fault_and_keeps_its_schedule(tmp_path: Pat
             server.url,
             interval="1s",
             retries=0,
-            timeout="2s",
             target_extra="max_bytes = 1000000\ndown_after = 100",
         )
         with DaemonProcess(config) as daemon:

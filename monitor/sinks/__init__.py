@@ -23,11 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TextIO, TypeVar, runtime_checkable
 
 import httpx
+from pydantic import field_validator
 
 from monitor.config_types import Duration, Strict
 from monitor.models import Delivery
 
-__all__ = ["Accepted", "Sink", "SinkDeps", "SinkSettings", "SinkType"]
+__all__ = ["MAX_SEND_TIMEOUT", "Accepted", "Sink", "SinkDeps", "SinkSettings", "SinkType"]
+
+#: the delivery worker's bound on one send, whatever the sink's own ``timeout``
+MAX_SEND_TIMEOUT = 120.0
 
 #: ``await on_accepted(part)``: the receiver took ``part`` (some deliveries of the batch being sent)
 Accepted = Callable[[Sequence[Delivery]], Awaitable[None]]
@@ -65,6 +69,13 @@ class SinkSettings(Strict):
     body_template: str | None = None
     #: one send may take at most this long
     timeout: Duration = 15.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _send_bound(cls, value: float) -> float:
+        if not 0 < value <= MAX_SEND_TIMEOUT:
+            raise ValueError(f"must be more than 0 and at most {MAX_SEND_TIMEOUT:g}s")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
