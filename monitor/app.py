@@ -155,6 +155,7 @@ async def build_app(
         clock=clock,
         rng=rng,
         on_result=metrics.delivery,
+        on_store_error=metrics.store_error,
     )
     names = [settings.rule_name(i) for i in range(len(settings.rules))]
     checker = Checker(

@@ -33,6 +33,10 @@ log = structlog.get_logger("monitor.daemon")
 
 #: first runs after a start are spread over at most this many seconds (no thundering herd)
 STARTUP_SPREAD = 30.0
+#: the clock watch compares the wall clock with the monotonic clock this often (seconds) ...
+CLOCK_WATCH_EVERY = 1.0
+#: ... and takes a difference of at least this many seconds for a step of the wall clock
+CLOCK_STEP = 2.0
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
@@ -57,7 +61,10 @@ class Daemon:
         self.checker = app.checker
         self.plans = list(app.plans)
         self._stop = asyncio.Event()
+        #: the checks running now, each in a task of its own (cancelled past the grace period)
         self._inflight: set[asyncio.Task[Any]] = set()
+        #: the scheduler's job tasks awaiting them
+        self._jobs: set[asyncio.Task[Any]] = set()
         self.web: WebServer | None = None
         self._started_at = self._clock()
 
@@ -121,28 +128,40 @@ class Daemon:
         )
         scheduler.start()
         worker = asyncio.create_task(self.deliverer.run(), name="deliverer")
+        watch = asyncio.create_task(self._watch_clock(scheduler), name="clock-watch")
         try:
             await self._stop.wait()
         finally:
             grace = self.settings.monitor.grace_period
             log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
+            watch.cancel()
             # pause, not shutdown: APScheduler's shutdown cancels the jobs still running
             scheduler.pause()
             deadline = loop.time() + grace  # one grace period for checks and sends together
-            if self._inflight:
-                _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
-                for task in pending:
-                    task.cancel()
+            await self._finish_checks(grace)
             scheduler.shutdown(wait=False)
             await self._deliver_before_exit(deadline - loop.time())
             await self.deliverer.stop(max(0.0, deadline - loop.time()))
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            for task in (worker, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await self._close()
             log.info("daemon_stopped")
+
+    async def _finish_checks(self, grace: float) -> None:
+        """Let the checks in flight finish within ``grace``; cancel the rest, then let their jobs
+        return, so that the scheduler's shutdown cancels none of its own (it would log a
+        ``CancelledError`` traceback for each)."""
+        await asyncio.sleep(0)  # a job submitted just before the pause starts and sees the stop
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()
+        if self._jobs:
+            await asyncio.wait(set(self._jobs), timeout=5.0)
 
     async def _deliver_before_exit(self, seconds: float) -> None:
         """Send what the last checks committed, if the grace period allows; the rest waits."""
@@ -188,17 +207,61 @@ class Daemon:
         if not in_window(plan.config.active, self._clock()):
             log.debug("check_skipped_inactive", target=plan.name)
             return None
-        task = asyncio.current_task()
-        assert task is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
-        self._inflight.add(task)
+        job = asyncio.current_task()
+        assert job is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
+        # The check runs in a task of its own: a stop past the grace period cancels that task,
+        # and this job returns normally (a cancelled job is a traceback in APScheduler's log).
+        check = asyncio.create_task(self._check(plan), name=f"check:{plan.name}")
+        self._inflight.add(check)
+        self._jobs.add(job)
+        try:
+            await asyncio.wait({check})
+        finally:
+            self._inflight.discard(check)
+            self._jobs.discard(job)
+        if check.cancelled():
+            log.warning("check_abandoned", target=plan.name, reason="grace period over")
+            return None
+        return check.result()
+
+    async def _check(self, plan: TargetPlan) -> CheckResult | None:
         try:
             return await self.checker.check(plan)
+        except StoreError as exc:  # expected when the disk is full or the file locked: no trace
+            log.warning("check_store_failed", target=plan.name, error=str(exc))
+            self.metrics.store_error("check")
+            return None
         except Exception:  # a job never takes the daemon down; the error is logged and counted
             log.exception("check_crashed", target=plan.name)
             self.metrics.job_problem(plan.name, "error")
             return None
-        finally:
-            self._inflight.discard(task)
+
+    async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
+        """Keep the schedule on the monotonic clock when the wall clock steps.
+
+        APScheduler 3 counts each next run from wall-clock times: after a step back of an hour,
+        every job would wait the extra hour. This watch compares the wall clock with the monotonic
+        clock every second; on a step back it moves every job's next run back by the step (a job
+        keeps the wait it had). A step forward needs nothing: the jobs fall due at once and
+        APScheduler counts on from the new time. Either way the delivery lanes look again (the
+        store bounds a retry's wait after a step back, see ``SqliteStore.claim``).
+        """
+        loop = asyncio.get_running_loop()
+        wall, mono = self._clock().timestamp(), loop.time()
+        while True:
+            await asyncio.sleep(CLOCK_WATCH_EVERY)
+            now_wall, now_mono = self._clock().timestamp(), loop.time()
+            step = (now_wall - wall) - (now_mono - mono)
+            wall, mono = now_wall, now_mono
+            if abs(step) < CLOCK_STEP:
+                continue
+            log.warning("clock_stepped", seconds=round(step, 3))
+            if step < 0:
+                shift = timedelta(seconds=step)
+                for job in scheduler.get_jobs():
+                    if job.next_run_time is not None:
+                        job.modify(next_run_time=job.next_run_time + shift)
+            self.deliverer.wake()
 
     def _on_job_event(self, event: JobExecutionEvent) -> None:
         target = str(event.job_id).removeprefix("target:")
@@ -216,6 +279,9 @@ class Daemon:
             if removed:
                 log.info("history_expired", rows=removed)
             self.metrics.set_outbox(await self.store.outbox_counts())
+        except StoreError as exc:
+            log.warning("housekeeping_store_failed", error=str(exc))
+            self.metrics.store_error("housekeeping")
         except Exception:
             log.exception("housekeeping_failed")
 

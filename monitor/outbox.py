@@ -156,6 +156,7 @@ class Deliverer:
         clock: Callable[[], datetime] = _utc_now,
         rng: random.Random | None = None,
         on_result: ResultHook | None = None,
+        on_store_error: Callable[[str], None] | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         idle_poll: float = DEFAULT_IDLE_POLL,
     ) -> None:
@@ -166,6 +167,7 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not a secret
         self._on_result = on_result
+        self._on_store_error = on_store_error
         self._send_timeout = send_timeout
         self._idle_poll = idle_poll
         self._stopping = False
@@ -257,12 +259,14 @@ class Deliverer:
                 done = await self._drain(lane)
                 due = await self._store.next_due(lane.name)
                 failures = 0
-            except StoreError as exc:
+            except StoreError as exc:  # expected (disk full, file locked): one line, no trace
                 failures += 1
                 timeout = min(2.0 ** min(failures - 1, 16), self._idle_poll)
-                log.error(  # noqa: TRY400 -- the StoreError's message says it all; no traceback
+                log.warning(
                     "delivery_store_failed", sink=lane.name, error=str(exc), retry_in=timeout
                 )
+                if self._on_store_error is not None:
+                    self._on_store_error("delivery")
             except Exception:  # a bug in the worker must not end delivery for good
                 failures += 1
                 timeout = min(2.0 ** min(failures - 1, 16), self._idle_poll)

@@ -276,7 +276,7 @@ def test_flaky_sink_gets_everything_once_in_order_and_a_dead_sink_blocks_nobody(
 
 def test_sigterm_lets_the_check_in_flight_finish(tmp_path: Path) -> None:
     with ThreadedPageServer(page(BASE)) as server:
-        config = write_config(tmp_path, server.url, interval="1s")
+        config = write_config(tmp_path, server.url, interval="4s")  # a 4 s deadline
         with DaemonProcess(config) as daemon:
             assert wait_for(lambda: len(server.requests) >= 1, timeout=20)
             changed = page(TMT_DOWN).encode()

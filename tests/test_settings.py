@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.app import plans_for
 from monitor.config_types import parse_duration
 from monitor.errors import ConfigError
-from monitor.app import plans_for
 from monitor.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

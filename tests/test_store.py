@@ -282,6 +282,33 @@ async def test_claim_is_strict_order_behind_a_backing_off_head(store: SqliteStor
     assert await store.claim("email", now=later, limit=10, lease=60, owner="w") == []
 
 
+async def test_a_clock_stepped_back_costs_a_retry_its_own_delay_not_the_step(
+    store: SqliteStore,
+) -> None:
+    await commit(store, [delivery(1), delivery(2)])
+    head = await store.claim("slack", now=T0, limit=1, lease=60, owner="w")
+    await store.mark_retry(
+        [head[0].id], now=T0, next_attempt_at=T0 + timedelta(seconds=30), error="503"
+    )
+    back = T0 - timedelta(hours=1)  # the wall clock is stepped back an hour
+    assert await store.claim("slack", now=back, limit=10, lease=60, owner="w") == []
+    assert await store.next_due("slack") == back + timedelta(seconds=30)  # not T0 + 30 s
+    claimed = await store.claim(
+        "slack", now=back + timedelta(seconds=30), limit=10, lease=60, owner="w"
+    )
+    assert [d.event for d in claimed] == [event(1), event(2)]
+
+
+async def test_a_lease_from_before_a_step_back_ends_within_one_lease(store: SqliteStore) -> None:
+    await commit(store, [delivery(1)])
+    assert await store.claim("slack", now=T0, limit=1, lease=60, owner="A")
+    back = T0 - timedelta(hours=1)
+    assert await store.claim("slack", now=back, limit=1, lease=60, owner="B") == []
+    assert await store.next_due("slack") == back + timedelta(seconds=60)
+    later = back + timedelta(seconds=60)
+    assert len(await store.claim("slack", now=later, limit=1, lease=60, owner="B")) == 1
+
+
 async def test_leases_block_other_owners_until_they_lapse(store: SqliteStore) -> None:
     await commit(store, [delivery(1), delivery(2), delivery(3)])
     a = await store.claim("slack", now=T0, limit=2, lease=60, owner="A")

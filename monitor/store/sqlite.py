@@ -126,6 +126,20 @@ def _opt_dt(text: str | None) -> datetime | None:
     return None if text is None else _dt(text)
 
 
+def _after_step_back(
+    now: datetime, until: str, next_attempt_at: str, lease_until: str | None, updated_at: str
+) -> tuple[str, str | None]:
+    """A row's (next_attempt_at, lease_until) once the wall clock went back behind it: a row
+    written after ``now`` waits what it was given from ``now``; a lease ends by ``until``."""
+    at = _ts(now)
+    if updated_at > at:
+        wait = max(_dt(next_attempt_at) - _dt(updated_at), timedelta(0))
+        next_attempt_at = _ts(now + wait)
+    if lease_until is not None and lease_until > until:
+        lease_until = until
+    return next_attempt_at, lease_until
+
+
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -352,18 +366,27 @@ class SqliteStore:
     async def claim(
         self, sink: str, *, now: datetime, limit: int, lease: float, owner: str
     ) -> list[Delivery]:
+        """Lease the leading due rows of ``sink`` (see ``Store.claim``).
+
+        A wall clock stepped back leaves times "in the future" that no worker wrote for so
+        long: a row written (``updated_at``) after ``now`` keeps the wait it was given from then
+        (``next_attempt_at - updated_at``) counted from ``now`` instead, and another owner's
+        lease ending more than ``lease`` after ``now`` ends ``lease`` after ``now``. So after a
+        step back of an hour a retry waits at most its own delay again, not the extra hour.
+        """
         at = _ts(now)
         until = _ts(now + timedelta(seconds=lease))
 
         def write(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
                 "SELECT id, dedup_key, check_id, event_json, attempts, created_at, memo,"
-                " next_attempt_at, lease_owner, lease_until"
+                " next_attempt_at, lease_owner, lease_until, updated_at"
                 " FROM outbox WHERE sink = ? AND status = 'pending' ORDER BY id LIMIT ?",
                 (sink, max(limit, 0)),
             ).fetchall()
             claimed: list[Delivery] = []
             corrupt: list[tuple[str, str, int]] = []
+            rescheduled: list[tuple[str, str, str | None, int]] = []
             for (
                 row_id,
                 key,
@@ -375,10 +398,17 @@ class SqliteStore:
                 next_attempt_at,
                 lease_owner,
                 lease_until,
+                updated_at,
             ) in rows:
-                if next_attempt_at > at:
+                due, leased = next_attempt_at, lease_until
+                if updated_at > at or (lease_until or "") > until:  # the clock stepped back
+                    due, leased = _after_step_back(
+                        now, until, next_attempt_at, lease_until, updated_at
+                    )
+                    rescheduled.append((due, min(updated_at, at), leased, row_id))
+                if due > at:
                     break  # the head is backing off: everything behind it waits (strict order)
-                if lease_owner not in (None, owner) and (lease_until or "") > at:
+                if lease_owner not in (None, owner) and (leased or "") > at:
                     break  # another worker holds a live lease on it
                 try:
                     event = Event.from_json(json.loads(event_json))
@@ -400,6 +430,13 @@ class SqliteStore:
                         created_at=_dt(created_at),
                         memo=memo,
                     )
+                )
+            if rescheduled:
+                log.warning("outbox_times_from_the_future", sink=sink, rows=len(rescheduled))
+                conn.executemany(
+                    "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, lease_until = ?"
+                    " WHERE id = ?",
+                    rescheduled,
                 )
             if corrupt:
                 conn.executemany(
