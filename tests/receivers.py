@@ -23,6 +23,7 @@ import hmac
 import json
 import socket
 import ssl
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -218,6 +219,10 @@ class Handler:
         self.datas.append(envelope.original_content or b"")
         if self.data_replies:
             reply = self.data_replies.popleft()
+            if reply == DROP:  # the connection dies after the data, before any reply
+                assert server.transport is not None
+                server.transport.abort()
+                return "421 dropped"
             if not reply.startswith("250"):
                 return reply
         content = envelope.original_content or b""
@@ -230,6 +235,9 @@ class Handler:
 
 
 Mode = Literal["plain", "starttls", "implicit"]
+
+#: a ``data_replies`` entry: drop the connection after the message data, before the reply
+DROP = "DROP"
 
 
 class SmtpReceiver:
@@ -289,6 +297,30 @@ class SmtpReceiver:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+
+
+class ThreadedSmtpReceiver(SmtpReceiver):
+    """A :class:`SmtpReceiver` on its own event loop in a daemon thread (a context manager), for
+    tests of the daemon process. The handler's scripts and records are safe to use from the test's
+    thread (deques and lists, appended to on the server's)."""
+
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+
+    def __enter__(self) -> ThreadedSmtpReceiver:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="smtp", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.__aenter__(), self._loop).result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.__aexit__(), self._loop).result(timeout=10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
 
 
 # --- deliveries ----------------------------------------------------------------------------------

@@ -54,6 +54,10 @@ class Request:
     headers: Mapping[str, str]
     #: the local port of the connection it came on (distinguishes keep-alive reuse)
     peer: str = ""
+    #: the request body (a POST's payload, for the servers that stand in for Slack or a webhook)
+    body: bytes = b""
+    #: when it was read (``time.monotonic()``)
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,10 +339,11 @@ class PageServer:
                 value = value.strip()
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
         length = headers.get("content-length", "0")
+        body = b""
         if length.isdigit() and int(length):
-            await reader.readexactly(int(length))
+            body = await reader.readexactly(int(length))
         path, _, query = target.partition("?")
-        request = Request(method, target, path, query, headers, peer)
+        request = Request(method, target, path, query, headers, peer, body, time.monotonic())
         with self._lock:
             self._requests.append(request)
         self.in_flight += 1
