@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -83,6 +85,7 @@ def write_config(
     monitor: str = "",
     listen: str = "",
     extra: str = "",
+    database: Path | None = None,
 ) -> Path:
     """The case's ``monitor.toml``: one target (its URL carrying :data:`SOURCE_TOKEN`), one rule
     routing everything to every sink."""
@@ -108,7 +111,7 @@ def write_config(
     separator = "&" if "?" in page_url else "?"
     text = f"""
 [monitor]
-database = "sqlite:///{workdir / "state.db"}"
+database = "sqlite:///{database or workdir / "state.db"}"
 log_format = "json"
 log_level = "info"
 listen = "{listen}"
@@ -217,6 +220,16 @@ def dedup_ids_per_event(messages: Sequence[Sequence[Line]]) -> dict[tuple[str, s
     return ids
 
 
+def require(available: bool, reason: str) -> None:
+    """Skip the case when the machine lacks what it needs, with the reason; in CI
+    (``RELIABILITY_REQUIRE=1``, set by ``.ci/run``) fail instead, so nothing is skipped there."""
+    if available:
+        return
+    if os.environ.get("RELIABILITY_REQUIRE") == "1":
+        pytest.fail(f"RELIABILITY_REQUIRE=1 but {reason}")
+    pytest.skip(reason)
+
+
 def record(case: str, **figures: object) -> None:
     """Keep a case's figures: printed (``pytest -s``) and appended as one JSON line to the file
     named by ``RELIABILITY_REPORT`` (``make reliability`` sets it), for docs/reliability.md."""
@@ -226,6 +239,50 @@ def record(case: str, **figures: object) -> None:
     if report:
         with Path(report).open("a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+@dataclass(frozen=True)
+class IoFault:
+    """The LD_PRELOAD shim of ``iofault.c``: ``env(prefix)`` for the daemon, then ``fail(errno)``
+    and ``heal()`` from the test."""
+
+    library: Path
+    control: Path
+
+    def env(self, prefix: Path) -> dict[str, str]:
+        return {
+            "LD_PRELOAD": str(self.library),
+            "IOFAULT_CONTROL": str(self.control),
+            "IOFAULT_PREFIX": str(prefix),
+        }
+
+    def fail(self, code: int) -> None:
+        self.control.write_text(str(code), encoding="ascii")
+
+    def heal(self) -> None:
+        self.control.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def iofault_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    require(cc is not None, "no C compiler (cc) to build the I/O fault shim")
+    assert cc is not None
+    out = tmp_path_factory.mktemp("iofault") / "iofault.so"
+    source = Path(__file__).with_name("iofault.c")
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(source), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture
+def iofault(iofault_library: Path, tmp_path: Path) -> Iterator[IoFault]:
+    fault = IoFault(iofault_library, tmp_path / "iofault.control")
+    yield fault
+    fault.heal()
 
 
 # --- the secret grep -------------------------------------------------------------------------
