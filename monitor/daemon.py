@@ -197,7 +197,8 @@ class Daemon:
                 next_run_time=first,
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(interval / 2)),
+                # a late run (the wall clock stepped forward, the machine slept) still runs, once
+                misfire_grace_time=None,
             )
             log.info("target_scheduled", target=plan.name, interval=interval, first_run=first)
 
@@ -242,9 +243,10 @@ class Daemon:
         APScheduler 3 counts each next run from wall-clock times: after a step back of an hour,
         every job would wait the extra hour. This watch compares the wall clock with the monotonic
         clock every second; on a step back it moves every job's next run back by the step (a job
-        keeps the wait it had). A step forward needs nothing: the jobs fall due at once and
-        APScheduler counts on from the new time. Either way the delivery lanes look again (the
-        store bounds a retry's wait after a step back, see ``SqliteStore.claim``).
+        keeps the wait it had). A step forward needs nothing: the jobs fall due at once, run
+        once (coalesced, never "missed") and APScheduler counts on from the new time. Either way
+        the delivery lanes look again (the store bounds a retry's wait after a step back, see
+        ``SqliteStore.claim``).
         """
         loop = asyncio.get_running_loop()
         wall, mono = self._clock().timestamp(), loop.time()
