@@ -72,6 +72,8 @@ class Sinks:
     slack_timeout: str = "3s"
     email_timeout: str = "5s"
     slack_min_interval: str = "1s"
+    #: every sink's ``body_template``
+    body: str = BODY
 
 
 def write_config(
@@ -86,17 +88,18 @@ def write_config(
     listen: str = "",
     extra: str = "",
     database: Path | None = None,
+    grace: str = "5s",
 ) -> Path:
     """The case's ``monitor.toml``: one target (its URL carrying :data:`SOURCE_TOKEN`), one rule
     routing everything to every sink."""
     names = ["audit"]
     tables = f'[sinks.audit]\ntype = "file"\npath = "{workdir / "audit.jsonl"}"\n'
-    tables += f'body_template = "{BODY}"\n'
+    tables += f'body_template = "{sinks.body}"\n'
     if sinks.slack_url is not None:
         names.append("slack")
         tables += (
             f'[sinks.slack]\ntype = "slack"\nwebhook_url = "{sinks.slack_url}"\n'
-            f'body_template = "{BODY}"\ntimeout = "{sinks.slack_timeout}"\n'
+            f'body_template = "{sinks.body}"\ntimeout = "{sinks.slack_timeout}"\n'
             f'min_interval = "{sinks.slack_min_interval}"\n'
         )
     if sinks.smtp_port is not None:
@@ -105,7 +108,7 @@ def write_config(
             f'[sinks.mail]\ntype = "email"\nhost = "127.0.0.1"\nport = {sinks.smtp_port}\n'
             f'tls = "{sinks.smtp_tls}"\nusername = "{SMTP_USER}"\n'
             f'password = "{sinks.smtp_password}"\nfrom = "monitor@example.org"\n'
-            f'to = ["ops@example.org"]\nbody_template = "{BODY}"\n'
+            f'to = ["ops@example.org"]\nbody_template = "{sinks.body}"\n'
             f'timeout = "{sinks.email_timeout}"\n'
         )
     separator = "&" if "?" in page_url else "?"
@@ -115,7 +118,7 @@ database = "sqlite:///{database or workdir / "state.db"}"
 log_format = "json"
 log_level = "info"
 listen = "{listen}"
-grace_period = "5s"
+grace_period = "{grace}"
 {monitor}
 
 [delivery]

@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.daemon_harness import DaemonProcess, outbox_rows, wait_for
 from tests.receivers import ThreadedSmtpReceiver
 from tests.reliability.conftest import (
@@ -87,6 +89,7 @@ def integrity(db: Path) -> str:
         conn.close()
 
 
+@pytest.mark.timeout(600)
 def test_thirty_sigkills_lose_nothing_and_duplicate_at_most_one_message_each(
     tmp_path: Path,
 ) -> None:
