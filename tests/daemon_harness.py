@@ -48,23 +48,33 @@ def write_config(
     sinks: Sequence[str] = ("audit", "audit2"),
     extra: str = "",
     listen: str = "",
-    retries: int = 0,
+    retries: int | None = 0,
     timeout: str | None = None,
     target_extra: str = "",
     delivery: str = 'lease = "2s"\nbackoff_initial = "200ms"\nbackoff_max = "1s"\n',
+    monitor: str = "",
+    database: Path | None = None,
+    grace: str = "5s",
+    file_sink_extra: str = "",
 ) -> Path:
+    """The test's ``monitor.toml``: one target, one rule routing everything to ``sinks``; the
+    names starting with ``audit`` are file sinks ``workdir/NAME.jsonl`` (``file_sink_extra`` goes
+    into each of their tables), the others are for ``extra`` to define. ``None`` leaves a key at
+    its default."""
     sink_tables = "".join(
-        f'[sinks.{name}]\ntype = "file"\npath = "{workdir / (name + ".jsonl")}"\n\n'
+        f'[sinks.{name}]\ntype = "file"\npath = "{workdir / (name + ".jsonl")}"\n'
+        f"{file_sink_extra}\n\n"
         for name in sinks
         if name.startswith("audit")
     )
     text = f"""
 [monitor]
-database = "sqlite:///{workdir / "state.db"}"
+database = "sqlite:///{database or workdir / "state.db"}"
 log_format = "json"
 log_level = "info"
 listen = "{listen}"
-grace_period = "5s"
+grace_period = "{grace}"
+{monitor}
 
 [delivery]
 {delivery}
@@ -75,7 +85,7 @@ url = "{page_url}"
 interval = "{interval}"
 jitter = 0
 {"" if timeout is None else f'timeout = "{timeout}"'}
-retries = {retries}
+{"" if retries is None else f"retries = {retries}"}
 {target_extra}
 
 [[rules]]

@@ -23,7 +23,6 @@ import hmac
 import json
 import socket
 import ssl
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -37,6 +36,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from monitor.models import Delivery, Event, EventKind, Reading, dedup_key
+from tests.servers import LoopThread
 
 # --- HTTP ----------------------------------------------------------------------------------------
 
@@ -304,23 +304,15 @@ class ThreadedSmtpReceiver(SmtpReceiver):
     tests of the daemon process. The handler's scripts and records are safe to use from the test's
     thread (deques and lists, appended to on the server's)."""
 
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
+    _thread: LoopThread
 
     def __enter__(self) -> ThreadedSmtpReceiver:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="smtp", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.__aenter__(), self._loop).result(timeout=10)
+        self._thread = LoopThread("smtp")
+        self._thread.run(self.__aenter__())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.__aexit__(), self._loop).result(timeout=10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
+        self._thread.close(self.__aexit__())
 
 
 # --- deliveries ----------------------------------------------------------------------------------

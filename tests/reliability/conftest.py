@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.daemon_harness import write_config as harness_config
 from tests.pages import SEED_DATE, SEED_QUOTES, QuoteSpec, ticker_html
 from tests.receivers import Mail
 from tests.servers import Request
@@ -90,11 +91,11 @@ def write_config(
     database: Path | None = None,
     grace: str = "5s",
 ) -> Path:
-    """The case's ``monitor.toml``: one target (its URL carrying :data:`SOURCE_TOKEN`), one rule
-    routing everything to every sink."""
+    """The case's ``monitor.toml`` (``tests.daemon_harness.write_config`` with the product's
+    defaults for retries and delivery): one target, its URL carrying :data:`SOURCE_TOKEN`, one
+    rule routing everything to every sink."""
     names = ["audit"]
-    tables = f'[sinks.audit]\ntype = "file"\npath = "{workdir / "audit.jsonl"}"\n'
-    tables += f'body_template = "{sinks.body}"\n'
+    tables = ""
     if sinks.slack_url is not None:
         names.append("slack")
         tables += (
@@ -112,35 +113,21 @@ def write_config(
             f'timeout = "{sinks.email_timeout}"\n'
         )
     separator = "&" if "?" in page_url else "?"
-    text = f"""
-[monitor]
-database = "sqlite:///{database or workdir / "state.db"}"
-log_format = "json"
-log_level = "info"
-listen = "{listen}"
-grace_period = "{grace}"
-{monitor}
-
-[delivery]
-{delivery}
-
-[[targets]]
-name = "timesca"
-url = "{page_url}{separator}key={SOURCE_TOKEN}"
-interval = "{interval}"
-jitter = 0
-{target}
-
-[[rules]]
-name = "all"
-sinks = {json.dumps(names)}
-
-{tables}
-{extra}
-"""
-    path = workdir / "monitor.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return harness_config(
+        workdir,
+        f"{page_url}{separator}key={SOURCE_TOKEN}",
+        interval=interval,
+        sinks=names,
+        extra=tables + extra,
+        listen=listen,
+        retries=None,
+        target_extra=target,
+        delivery=delivery,
+        monitor=monitor,
+        database=database,
+        grace=grace,
+        file_sink_extra=f'body_template = "{sinks.body}"',
+    )
 
 
 # --- what arrived ----------------------------------------------------------------------------

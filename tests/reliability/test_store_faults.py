@@ -134,14 +134,12 @@ def tmpfs(where: Path, size: str) -> Iterator[Path | None]:
         subprocess.run([shutil.which("umount") or "umount", "-l", str(where)], check=False)
 
 
-def fill(fs: Path) -> Path:
-    """Fill ``fs`` to the last byte; the filler file is returned (delete it to free the space)."""
-    filler = fs / "filler"
+def fill(filler: Path) -> None:
+    """Write ``filler`` until its filesystem is full to the last byte."""
     with filler.open("wb") as f, contextlib.suppress(OSError):
         while True:
             f.write(bytes(64 << 10))
             f.flush()
-    return filler
 
 
 def fault_cycle(
@@ -204,26 +202,24 @@ def test_a_full_disk_loses_nothing_and_heals_when_space_is_back(
 ) -> None:
     with tmpfs(tmp_path / "fs", "4m") as fs:
         if fs is not None:  # a real filesystem that fills up
-            db = fs / "state.db"
+            db, env, how = fs / "state.db", None, "a 4 MB tmpfs filled up"
             filler = fs / "filler"
-            figures = fault_cycle(
-                tmp_path,
-                database=db,
-                env=None,
-                break_it=lambda: fill(fs),
-                heal=lambda: filler.unlink(missing_ok=True),
-                error="full",
-            )
-            how = "a 4 MB tmpfs filled up"
-        else:  # no mount here: ENOSPC from every write
+
+            def break_it() -> None:
+                fill(filler)
+
+            def heal() -> None:
+                filler.unlink(missing_ok=True)
+
+        else:  # no mount allowed here: ENOSPC from every write
             db = tmp_path / "state.db"
-            figures = fault_cycle(
-                tmp_path,
-                database=db,
-                env=iofault.env(db),
-                break_it=lambda: iofault.fail(errno.ENOSPC),
-                heal=iofault.heal,
-                error="full",
-            )
-            how = "ENOSPC from every write (LD_PRELOAD shim; no tmpfs mount allowed)"
+            env, how = iofault.env(db), "ENOSPC from every write (LD_PRELOAD shim, no tmpfs)"
+
+            def break_it() -> None:
+                iofault.fail(errno.ENOSPC)
+
+            heal = iofault.heal
+        figures = fault_cycle(
+            tmp_path, database=db, env=env, break_it=break_it, heal=heal, error="full"
+        )
     record("store_full", how=how, **figures)
