@@ -39,7 +39,7 @@ test: lint typecheck unit
 
 reliability: $(STAMP)
 	@mkdir -p var && rm -f var/reliability.jsonl
-	RELIABILITY_REPORT=var/reliability.jsonl $(BIN)/pytest -p no:cacheprovider tests/reliability
+	RELIABILITY_REPORT=var/reliability.jsonl $(BIN)/pytest -p no:cacheprovider --durations=0 tests/reliability
 
 bench: $(STAMP)
 	$(BIN)/python bench/parse.py

@@ -266,7 +266,7 @@ class Checker:
         log.info(
             "implausible_jump_rechecked",
             pairs=list(jumps),
-            confirmed=bool(jumps) and len(confirmed) == len(jumps),
+            confirmed=len(confirmed) == len(jumps),
             confirmed_pairs=confirmed,
             held_pairs=held,
         )

@@ -4,8 +4,8 @@ Each case starts the real daemon as a process (``tests.daemon_harness.DaemonProc
 real servers on 127.0.0.1: the page server (``tests.servers``), a Slack stand-in (the same server,
 recording each POST), aiosmtpd (``tests.receivers.ThreadedSmtpReceiver``) and file sinks. Every
 configuration carries the secrets below; after each case, :func:`secrets_never_leak` greps every
-file the case left in its directory (daemon logs, command output, scraped metrics, the alerts
-the file sinks wrote, the SQLite database) for each of them and for their distinctive fragments.
+file the case left in its directory (daemon logs, command output, scraped ``/metrics`` and
+``/healthz``, the alerts the file sinks wrote, the SQLite database) for each of them.
 
 Messages are rendered with :data:`BODY`, so that what Slack and the mailbox got can be read back
 exactly (``chain TMT/USD 1.00001 to 1.00002 id 0a1b2c3d``), whatever the default wording.
@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from tests.daemon_harness import page
 from tests.daemon_harness import write_config as harness_config
-from tests.pages import SEED_DATE, SEED_QUOTES, QuoteSpec, ticker_html
 from tests.receivers import Mail
 from tests.servers import Request
 
@@ -49,12 +49,9 @@ _LINE = re.compile(r"chain (\S+) (\S+) to (\S+) id ([0-9a-f]{8})")
 _CARRIERS = frozenset({"monitor.toml"})
 
 
-def page_with(rate: str, *, pair: str = "TMT/USD", change: str = "0") -> str:
-    """The seed marquee with one pair's rate (and change %) replaced."""
-    quotes: list[QuoteSpec] = [
-        (p, rate, change) if p == pair else (p, r, c) for p, r, c in SEED_QUOTES
-    ]
-    return ticker_html(quotes, date_line=SEED_DATE, filler_kb=5)
+def page_with(rate: str) -> str:
+    """The seed marquee with TMT/USD at ``rate`` (and its change % at 0)."""
+    return page({"TMT/USD": (rate, "0")})
 
 
 def rate(n: int) -> str:

@@ -125,6 +125,7 @@ def test_slack_faults_are_retried_in_their_window_and_never_hold_the_file_sink(
             assert 3599 <= delay <= 3601, delay
             time.sleep(2)
             assert len(slack.requests) == before + 1  # no retry before the hour
+            scrape(port, "/healthz", tmp_path)  # kept for the secret grep, as the metrics
             metrics = scrape(port, "/metrics", tmp_path)
             assert 'ticker_monitor_deliveries_total{outcome="retry",sink="slack"}' in metrics
             assert daemon.terminate() == 0
