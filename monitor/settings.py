@@ -299,6 +299,8 @@ class Settings(BaseSettings):
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
+    if len(loc) > 2 and loc[0] == "sinks":  # ("sinks", NAME, <the union's tag: its type>, ...)
+        loc = loc[:2] + loc[3:]
     out = ""
     for part in loc:
         if isinstance(part, int):

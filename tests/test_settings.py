@@ -244,7 +244,7 @@ def test_a_check_ends_before_the_next_is_due(tmp_path: Path) -> None:
         ("[[rules]]\nsinks = []\nabove = inf", "rules[0].above: Input should be a finite number"),
         (
             '[sinks.c]\ntype = "console"\ntimeout = "1h"',
-            "sinks.c.console.timeout: must be more than 0 and at most 120s",
+            "sinks.c.timeout: must be more than 0 and at most 120s",
         ),
     ],
 )
