@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import random
 import signal
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
@@ -37,6 +38,9 @@ STARTUP_SPREAD = 30.0
 CLOCK_WATCH_EVERY = 1.0
 #: ... and takes a difference of at least this many seconds for a step of the wall clock
 CLOCK_STEP = 2.0
+
+
+T = TypeVar("T")
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
@@ -63,6 +67,8 @@ class Daemon:
         self._stop = asyncio.Event()
         #: the checks running now, each in a task of its own (cancelled past the grace period)
         self._inflight: set[asyncio.Task[Any]] = set()
+        #: the same for housekeeping
+        self._chores: set[asyncio.Task[Any]] = set()
         #: the scheduler's job tasks awaiting them
         self._jobs: set[asyncio.Task[Any]] = set()
         self.web: WebServer | None = None
@@ -118,7 +124,7 @@ class Daemon:
             self.web = WebServer(listen, {"/healthz": self._healthz, "/metrics": self._metrics})
             await self.web.start()
         scheduler.add_job(
-            self._housekeeping,
+            self._housekeeping_job,
             IntervalTrigger(seconds=60),
             id="housekeeping",
             next_run_time=self._clock(),
@@ -152,12 +158,13 @@ class Daemon:
             log.info("daemon_stopped")
 
     async def _finish_checks(self, grace: float) -> None:
-        """Let the checks in flight finish within ``grace``; cancel the rest, then let their jobs
-        return, so that the scheduler's shutdown cancels none of its own (it would log a
-        ``CancelledError`` traceback for each)."""
+        """Let the checks and housekeeping in flight finish within ``grace``; cancel the rest,
+        then let their jobs return, so that the scheduler's shutdown cancels none of its own (it
+        would log a ``CancelledError`` traceback for each)."""
         await asyncio.sleep(0)  # a job submitted just before the pause starts and sees the stop
-        if self._inflight:
-            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+        running = self._inflight | self._chores
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
             for task in pending:
                 task.cancel()
         if self._jobs:
@@ -208,22 +215,34 @@ class Daemon:
         if not in_window(plan.config.active, self._clock()):
             log.debug("check_skipped_inactive", target=plan.name)
             return None
-        job = asyncio.current_task()
-        assert job is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
-        # The check runs in a task of its own: a stop past the grace period cancels that task,
-        # and this job returns normally (a cancelled job is a traceback in APScheduler's log).
-        check = asyncio.create_task(self._check(plan), name=f"check:{plan.name}")
-        self._inflight.add(check)
-        self._jobs.add(job)
-        try:
-            await asyncio.wait({check})
-        finally:
-            self._inflight.discard(check)
-            self._jobs.discard(job)
-        if check.cancelled():
+        done = await self._own_task(self._check(plan), f"check:{plan.name}", self._inflight)
+        if done.cancelled():
             log.warning("check_abandoned", target=plan.name, reason="grace period over")
             return None
-        return check.result()
+        return done.result()
+
+    async def _housekeeping_job(self) -> None:
+        done = await self._own_task(self._housekeeping(), "housekeeping", self._chores)
+        if done.cancelled():
+            log.warning("housekeeping_abandoned", reason="grace period over")
+
+    async def _own_task(
+        self, work: Coroutine[Any, Any, T], name: str, running: set[asyncio.Task[Any]]
+    ) -> asyncio.Task[T]:
+        """Run a scheduler job's ``work`` in a task of its own, kept in ``running`` while it runs,
+        and return it done: a stop past the grace period cancels that task, not the job (a
+        cancelled job is a traceback in APScheduler's log)."""
+        job = asyncio.current_task()
+        assert job is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
+        task = asyncio.create_task(work, name=name)
+        running.add(task)
+        self._jobs.add(job)
+        try:
+            await asyncio.wait({task})
+        finally:
+            running.discard(task)
+            self._jobs.discard(job)
+        return task
 
     async def _check(self, plan: TargetPlan) -> CheckResult | None:
         try:

@@ -301,3 +301,28 @@ def test_schedule_spreads_first_runs_and_keeps_the_mean_period(tmp_path: Path) -
     assert job.coalesce is True
     assert job.misfire_grace_time is None  # a late run (a clock step, a sleep) runs, once
     assert before <= job.next_run_time <= before + timedelta(seconds=31)
+
+
+async def test_a_stop_during_housekeeping_lets_it_finish_and_logs_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/", interval="60s")
+    app = await build_app(load_settings(config))
+    entered, release = asyncio.Event(), asyncio.Event()
+    expire = app.store.expire_history
+
+    async def slow_expire(before: datetime) -> int:  # housekeeping runs at start: hold it there
+        entered.set()
+        await release.wait()
+        return await expire(before)
+
+    app.store.expire_history = slow_expire  # type: ignore[method-assign]
+    daemon = Daemon(app)
+    running = asyncio.create_task(daemon.run_forever())
+    await asyncio.wait_for(entered.wait(), timeout=10)
+    daemon.request_stop()  # while housekeeping waits on the store
+    await asyncio.sleep(0.2)
+    release.set()
+    await asyncio.wait_for(running, timeout=20)
+    assert not [r for r in caplog.records if r.exc_info]  # no CancelledError traceback
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
