@@ -5,16 +5,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/monitor.toml
 
-.PHONY: run demo test lint typecheck unit bench soak docker-test schema clean help
+.PHONY: run demo test lint typecheck unit reliability bench soak soak-memory docker-test schema clean help
 
 help:
 	@echo "make demo   - set up .venv and watch a simulated ticker (offline, no configuration)"
 	@echo "make run    - set up .venv and run the daemon on $(CONFIG)"
 	@echo "make test   - set up .venv, then ruff, mypy and pytest"
+	@echo "make reliability - the real daemon under faults: tests/reliability (~4 min); figures in var/reliability.jsonl"
 	@echo "make docker-test - lint the Dockerfile, build the image with podman, run it (as root)"
 	@echo "make schema - regenerate config/monitor.schema.json from the settings models"
 	@echo "make bench  - run the benchmarks in bench/"
-	@echo "make soak   - the memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for a longer one)"
+	@echo "make soak   - the daemon soak: 50 targets every second, a flaky Slack, 10 minutes (SOAK_SECONDS=600)"
+	@echo "make soak-memory - the in-process memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for longer)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "ticker-monitor needs Python >= 3.11 (set PYTHON=...)")'
@@ -41,11 +43,18 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+reliability: $(STAMP)
+	@mkdir -p var && rm -f var/reliability.jsonl
+	RELIABILITY_REPORT=var/reliability.jsonl $(BIN)/pytest -p no:cacheprovider --durations=0 tests/reliability
+
 bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/pipeline.py
 
 soak: $(STAMP)
+	$(BIN)/python bench/daemon_soak.py
+
+soak-memory: $(STAMP)
 	$(BIN)/python bench/soak.py
 
 docker-test: $(STAMP)

@@ -15,6 +15,13 @@ class SetupError(RuntimeError):
     """The benchmark could not be set up (no page server, no readable page)."""
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path``'s content at once: the page server never reads half a page."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def start_server(page: Path, *, validators: bool) -> tuple[subprocess.Popen[str], str]:
     """``python -m tests.servers`` serving ``page`` on a free loopback port; returns it and its URL."""
     args = [sys.executable, "-m", "tests.servers", "--page", str(page)]

@@ -14,9 +14,7 @@ registry included.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -27,9 +25,10 @@ import httpx
 
 from monitor.check import Checker, TargetPlan
 from monitor.detect import policy_for
-from monitor.fetch import Fetcher, FetchPolicy
+from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchPolicy
 from monitor.metrics import Metrics
 from monitor.outbox import Deliverer, RetryPolicy
+from monitor.owner import Owner, is_dead, this_process
 from monitor.route import routes_from_settings
 from monitor.settings import Settings, TargetConfig
 from monitor.sinks import Sink, SinkDeps
@@ -49,11 +48,15 @@ def plan_target(settings: Settings, target: TargetConfig) -> TargetPlan:
     headers = dict(target.headers)
     if target.user_agent:  # else the fetcher sends the global one
         headers["User-Agent"] = target.user_agent
+    # a check must end before the next one is due
+    timeout = min(DEFAULT_TIMEOUT, target.interval) if target.timeout is None else target.timeout
     return TargetPlan(
         config=target,
         grammar=target.grammar(),
         fetch_policy=FetchPolicy(
-            timeout=target.timeout, max_bytes=target.max_bytes, attempts=target.retries + 1
+            timeout=timeout,
+            max_bytes=target.max_bytes,
+            attempts=target.retries + 1,
         ),
         detect_policy=policy_for(target, settings.rules, settings.rule_names()),
         headers=headers,
@@ -68,11 +71,6 @@ def plans_for(settings: Settings) -> tuple[TargetPlan, ...]:
 def store_for(settings: Settings) -> Store:
     """The (not yet open) store the configuration names."""
     return open_store(settings.monitor.database.get_secret_value())
-
-
-def instance_name() -> str:
-    """Who claims outbox rows: this host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +88,12 @@ class App:
     deliverer: Deliverer
     checker: Checker
     plans: tuple[TargetPlan, ...]
+    #: who claims outbox rows: this life of this process (``monitor.owner``)
+    owner: Owner
+
+    def lease_is_over(self, owner: str) -> bool:
+        """Is ``owner`` (an outbox row's lease holder) a life of this host that has ended?"""
+        return is_dead(owner, me=self.owner)
 
     async def aclose(self) -> None:
         """Close the sinks, the HTTP clients and the store (each once; errors do not stop it)."""
@@ -125,6 +129,7 @@ async def build_app(
         await http.aclose()
         raise
     metrics = Metrics()
+    owner = this_process()
     fetcher = Fetcher(
         user_agent=settings.monitor.user_agent, max_per_host=settings.monitor.max_per_host
     )
@@ -140,11 +145,12 @@ async def build_app(
             lease=d.lease,
             batch_size=d.batch_size,
         ),
-        owner=instance_name(),
+        owner=str(owner),
         clock=clock,
         rng=rng,
         on_result=metrics.delivery,
         on_delivered=metrics.delivered,
+        on_store_error=metrics.store_error,
     )
     checker = Checker(
         store=store,
@@ -166,6 +172,7 @@ async def build_app(
         deliverer=deliverer,
         checker=checker,
         plans=plans_for(settings),
+        owner=owner,
     )
 
 

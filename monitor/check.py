@@ -20,7 +20,7 @@ import structlog
 
 from monitor.detect import FetchFailed, Observed, Outcome, ParseFailed, Policy, implausible_pairs
 from monitor.detect import step as detect_step
-from monitor.errors import FetchError, ParseError
+from monitor.errors import FetchError, FetchTimeout, ParseError
 from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
 from monitor.logs import bind_check, unbind_check
 from monitor.metrics import Metrics
@@ -162,13 +162,15 @@ class Checker:
         outcome: Outcome
         label: str
         error = ""
+        # one deadline for the check's fetching: retries and the jump re-fetch fit inside it
+        deadline = asyncio.get_running_loop().time() + plan.fetch_policy.timeout
         try:
             # Validators are only worth sending while we hold the snapshot they describe.
-            fetched = await self._fetch(plan, validators if state.snapshot else None)
+            fetched = await self._fetch(plan, validators if state.snapshot else None, deadline)
             if fetched.not_modified and state.snapshot is not None:
                 outcome, label = Observed(state.snapshot), "not_modified"
             else:
-                observed = await self._read_confirmed(plan, fetched, state.snapshot)
+                observed = await self._read_confirmed(plan, fetched, state.snapshot, deadline)
                 outcome, label = Observed(observed), "observed"
             new_validators = fetched.validators
         except FetchError as exc:
@@ -293,28 +295,65 @@ class Checker:
         last = stored.last_success_at
         return last is not None and (now - last).total_seconds() < refresh
 
-    async def _fetch(self, plan: TargetPlan, validators: Validators | None) -> FetchResult:
+    async def _fetch(
+        self, plan: TargetPlan, validators: Validators | None, deadline: float
+    ) -> FetchResult:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            where = safe_url(plan.config.url)
+            raise FetchTimeout(f"no time left to fetch {where} within the check", url=where)
         return await self._fetcher.fetch(
             plan.config.url,
-            policy=plan.fetch_policy,
+            policy=replace(plan.fetch_policy, timeout=remaining),
             validators=validators,
             headers=plan.headers,
         )
 
     async def _read_confirmed(
-        self, plan: TargetPlan, fetched: FetchResult, previous: Snapshot | None
+        self, plan: TargetPlan, fetched: FetchResult, previous: Snapshot | None, deadline: float
     ) -> Snapshot:
-        """Parse the page; an implausible jump is confirmed by one immediate re-fetch."""
+        """Parse the page; a rate that jumped more than ``max_jump_pct`` must read the same in an
+        immediate re-fetch before it counts.
+
+        - confirmed (the re-fetch shows the same rate): the jump is real and alerts;
+        - not confirmed, and the re-fetch reads plausibly (the old rate again, or a normal move):
+          the first read was a glitch and the re-fetch is what the page shows;
+        - not confirmed, and the re-fetch jumps too, to yet another rate, or it fails: neither
+          read is trusted, the pair keeps its previous rate for this check (no event) and the
+          next check looks again.
+        """
         snapshot = read_snapshot(fetched.body, plan, content_type=fetched.content_type)
-        jumps = implausible_pairs(previous, snapshot, plan.config.max_jump_pct)
-        if not jumps:
+        limit = plan.config.max_jump_pct
+        jumps = implausible_pairs(previous, snapshot, limit)
+        if not jumps or previous is None:
             return snapshot
-        log.warning("implausible_jump", pairs=list(jumps), max_jump_pct=plan.config.max_jump_pct)
-        refetched = await self._fetch(plan, None)
-        again = read_snapshot(refetched.body, plan, content_type=refetched.content_type)
+        log.warning("implausible_jump", pairs=list(jumps), max_jump_pct=limit)
+        try:
+            refetched = await self._fetch(plan, None, deadline)
+            again = read_snapshot(refetched.body, plan, content_type=refetched.content_type)
+        except (FetchError, ParseError) as exc:
+            log.warning("implausible_jump_unconfirmed", pairs=list(jumps), error=str(exc))
+            return _keep_previous(snapshot, previous, jumps)
         first, second = snapshot.by_pair(), again.by_pair()
-        confirmed = all(
-            p in second and second[p].rate == first[p].rate for p in jumps if p in first
+        confirmed = [p for p in jumps if p in second and second[p].rate == first[p].rate]
+        still = set(implausible_pairs(previous, again, limit))
+        held = [p for p in jumps if p not in confirmed and p in still]
+        log.info(
+            "implausible_jump_rechecked",
+            pairs=list(jumps),
+            confirmed=len(confirmed) == len(jumps),
+            confirmed_pairs=confirmed,
+            held_pairs=held,
         )
-        log.info("implausible_jump_rechecked", pairs=list(jumps), confirmed=confirmed)
-        return again
+        return _keep_previous(again, previous, held)
+
+
+def _keep_previous(snapshot: Snapshot, previous: Snapshot, pairs: Sequence[str]) -> Snapshot:
+    """``snapshot`` with the previous quote of each of ``pairs`` (those it could not trust)."""
+    if not pairs:
+        return snapshot
+    before = previous.by_pair()
+    quotes = tuple(
+        before[q.pair] if q.pair in pairs and q.pair in before else q for q in snapshot.quotes
+    )
+    return replace(snapshot, quotes=quotes)

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import random
 import signal
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from apscheduler.events import (
@@ -45,6 +46,13 @@ STARTUP_SPREAD = 30.0
 STORE_PROBE_EVERY = 15.0
 #: a probe that takes longer than this counts as the store not answering
 STORE_PROBE_DEADLINE = 5.0
+#: the clock watch compares the wall clock with the monotonic clock this often (seconds) ...
+CLOCK_WATCH_EVERY = 1.0
+#: ... and takes a difference of at least this many seconds for a step of the wall clock
+CLOCK_STEP = 2.0
+
+
+T = TypeVar("T")
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
@@ -69,7 +77,12 @@ class Daemon:
         self.checker = app.checker
         self.plans = list(app.plans)
         self._stop = asyncio.Event()
+        #: the checks running now, each in a task of its own (cancelled past the grace period)
         self._inflight: set[asyncio.Task[Any]] = set()
+        #: the same for housekeeping
+        self._chores: set[asyncio.Task[Any]] = set()
+        #: the scheduler's job tasks awaiting them
+        self._jobs: set[asyncio.Task[Any]] = set()
         self.web: WebServer | None = None
         self._started_at = self._clock()
         #: what the status page, /readyz and `status` show; updated as checks run
@@ -86,6 +99,7 @@ class Daemon:
             log.warning("status_seed_failed", error=str(exc))
         for name, live in self.board.targets.items():
             self.metrics.quotes(name, live.state.snapshot)
+        await self.deliverer.release_orphans(self.app.lease_is_over)
         orphaned = sorted(set(await self.store.sinks_with_pending()) - set(self.sinks))
         if orphaned:
             log.warning("outbox_rows_for_unknown_sinks", sinks=orphaned)
@@ -148,7 +162,7 @@ class Daemon:
             misfire_grace_time=int(STORE_PROBE_EVERY),
         )
         scheduler.add_job(
-            self._housekeeping,
+            self._housekeeping_job,
             IntervalTrigger(seconds=60),
             id="housekeeping",
             next_run_time=self._clock(),
@@ -158,28 +172,41 @@ class Daemon:
         )
         scheduler.start()
         worker = asyncio.create_task(self.deliverer.run(), name="deliverer")
+        watch = asyncio.create_task(self._watch_clock(scheduler), name="clock-watch")
         try:
             await self._stop.wait()
         finally:
             grace = self.settings.monitor.grace_period
             log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
+            watch.cancel()
             # pause, not shutdown: APScheduler's shutdown cancels the jobs still running
             scheduler.pause()
             deadline = loop.time() + grace  # one grace period for checks and sends together
-            if self._inflight:
-                _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
-                for task in pending:
-                    task.cancel()
+            await self._finish_checks(grace)
             scheduler.shutdown(wait=False)
             await self._deliver_before_exit(deadline - loop.time())
             await self.deliverer.stop(max(0.0, deadline - loop.time()))
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            for task in (worker, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await self._close()
             log.info("daemon_stopped")
+
+    async def _finish_checks(self, grace: float) -> None:
+        """Let the checks and housekeeping in flight finish within ``grace``; cancel the rest,
+        then let their jobs return, so that the scheduler's shutdown cancels none of its own (it
+        would log a ``CancelledError`` traceback for each)."""
+        await asyncio.sleep(0)  # a job submitted just before the pause starts and sees the stop
+        running = self._inflight | self._chores
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+        if self._jobs:
+            await asyncio.wait(set(self._jobs), timeout=5.0)
 
     async def _deliver_before_exit(self, seconds: float) -> None:
         """Send what the last checks committed, if the grace period allows; the rest waits."""
@@ -215,7 +242,8 @@ class Daemon:
                 next_run_time=first,
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(interval / 2)),
+                # a late run (the wall clock stepped forward, the machine slept) still runs, once
+                misfire_grace_time=None,
             )
             self.board.scheduled(plan.name, first)
             log.info("target_scheduled", target=plan.name, interval=interval, first_run=first)
@@ -232,30 +260,56 @@ class Daemon:
         if not in_window(plan.config.active, self._clock()):
             log.debug("check_skipped_inactive", target=plan.name)
             return None
-        task = asyncio.current_task()
-        assert task is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
-        self._inflight.add(task)
+        done = await self._own_task(
+            self._check(plan, next_run), f"check:{plan.name}", self._inflight
+        )
+        if done.cancelled():
+            log.warning("check_abandoned", target=plan.name, reason="grace period over")
+            return None
+        return done.result()
+
+    async def _housekeeping_job(self) -> None:
+        done = await self._own_task(self._housekeeping(), "housekeeping", self._chores)
+        if done.cancelled():
+            log.warning("housekeeping_abandoned", reason="grace period over")
+
+    async def _own_task(
+        self, work: Coroutine[Any, Any, T], name: str, running: set[asyncio.Task[Any]]
+    ) -> asyncio.Task[T]:
+        """Run a scheduler job's ``work`` in a task of its own, kept in ``running`` while it runs,
+        and return it done: a stop past the grace period cancels that task, not the job (a
+        cancelled job is a traceback in APScheduler's log)."""
+        job = asyncio.current_task()
+        assert job is not None  # noqa: S101 -- always inside a task under AsyncIOScheduler
+        task = asyncio.create_task(work, name=name)
+        running.add(task)
+        self._jobs.add(job)
+        try:
+            await asyncio.wait({task})
+        finally:
+            running.discard(task)
+            self._jobs.discard(job)
+        return task
+
+    async def _check(self, plan: TargetPlan, next_run: datetime | None) -> CheckResult | None:
         try:
             result = await self.checker.check(plan, next_check=next_run)
-        except (
-            Exception
-        ) as exc:  # a job never takes the daemon down; the error is logged and counted
+        except StoreError as exc:  # expected when the disk is full or the file locked: no trace
+            log.warning("check_store_failed", target=plan.name, error=str(exc))
+            self.metrics.store_error("check")
+            self.board.store_failed(str(exc))  # a store error's text is safe to show
+            self.board.checked(
+                plan.name, at=self._clock(), outcome="error", error=str(exc), state=None
+            )
+            return None
+        except Exception as exc:  # a job never takes the daemon down; the error is logged, counted
             log.exception("check_crashed", target=plan.name)
             self.metrics.job_problem(plan.name, "error")
-            # a store error's text is safe to show; anything else is a bug: its type only
-            shown = (
-                str(exc)
-                if isinstance(exc, StoreError)
-                else f"internal error ({type(exc).__name__})"
-            )
-            if isinstance(exc, StoreError):
-                self.board.store_failed(shown)
+            shown = f"internal error ({type(exc).__name__})"  # a bug: its type only
             self.board.checked(
                 plan.name, at=self._clock(), outcome="error", error=shown, state=None
             )
             return None
-        finally:
-            self._inflight.discard(task)
         self.board.checked(
             plan.name,
             at=self._clock(),
@@ -265,6 +319,34 @@ class Daemon:
         )
         self.metrics.quotes(plan.name, result.state.snapshot if result.state else None)
         return result
+
+    async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
+        """Keep the schedule on the monotonic clock when the wall clock steps.
+
+        APScheduler 3 counts each next run from wall-clock times: after a step back of an hour,
+        every job would wait the extra hour. This watch compares the wall clock with the monotonic
+        clock every second; on a step back it moves every job's next run back by the step (a job
+        keeps the wait it had). A step forward needs nothing: the jobs fall due at once, run
+        once (coalesced, never "missed") and APScheduler counts on from the new time. Either way
+        the delivery lanes look again (the store bounds a retry's wait after a step back, see
+        ``SqliteStore.claim``).
+        """
+        loop = asyncio.get_running_loop()
+        wall, mono = self._clock().timestamp(), loop.time()
+        while True:
+            await asyncio.sleep(CLOCK_WATCH_EVERY)
+            now_wall, now_mono = self._clock().timestamp(), loop.time()
+            step = (now_wall - wall) - (now_mono - mono)
+            wall, mono = now_wall, now_mono
+            if abs(step) < CLOCK_STEP:
+                continue
+            log.warning("clock_stepped", seconds=round(step, 3))
+            if step < 0:
+                shift = timedelta(seconds=step)
+                for job in scheduler.get_jobs():
+                    if job.next_run_time is not None:
+                        job.modify(next_run_time=job.next_run_time + shift)
+            self.deliverer.wake()
 
     def _on_job_event(self, event: JobEvent) -> None:
         target = str(event.job_id).removeprefix("target:")
@@ -286,6 +368,9 @@ class Daemon:
             removed = await self.store.expire_history(self._clock() - retention)
             if removed:
                 log.info("history_expired", rows=removed)
+        except StoreError as exc:
+            log.warning("housekeeping_store_failed", error=str(exc))
+            self.metrics.store_error("housekeeping")
         except Exception:
             log.exception("housekeeping_failed")
 

@@ -53,6 +53,7 @@ from monitor.models import Validators
 from monitor.redact import Scrubber
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "FetchPolicy",
     "FetchResult",
     "Fetcher",
@@ -70,6 +71,8 @@ _ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.8"
 #: headers that must not follow a redirect to another origin
 _CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
 _MAX_DETAIL = 200
+#: a target's overall fetch deadline when its interval is longer and it sets none
+DEFAULT_TIMEOUT = 30.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -82,7 +85,7 @@ class FetchPolicy:
     """How one target is fetched. Build it from ``TargetConfig`` (``timeout``, ``max_bytes``)."""
 
     #: the OVERALL deadline of one ``fetch()`` call, retries and backoff included
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = 5.0
     #: the longest silence between two reads of one response
     read_timeout: float = 10.0

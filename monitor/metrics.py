@@ -87,12 +87,21 @@ class Metrics:
             buckets=(0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 21600, 86400),
             registry=r,
         )
+        self.store_errors = Counter(
+            "ticker_monitor_store_errors",
+            "Store operations that failed (disk full, file locked, read-only), by who asked.",
+            ["operation"],
+            registry=r,
+        )
         self.job_problems = Counter(
             "ticker_monitor_scheduler_problems",
             "Scheduler jobs that raised or missed their run time.",
             ["target", "problem"],
             registry=r,
         )
+
+    def store_error(self, operation: str) -> None:
+        self.store_errors.labels(operation).inc()
 
     def check_done(self, target: str, outcome: str, seconds: float) -> None:
         self.checks.labels(target, outcome).inc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -333,6 +333,15 @@ class Event:
 def dedup_key(event: Event, sink: str) -> str:
     """The outbox's unique key for one (event, sink) pair."""
     return hashlib.sha256(f"{event.event_id}\x1f{sink}".encode()).hexdigest()[:24]
+
+
+def batch_key(keys: Sequence[str]) -> str:
+    """One id for the message carrying deliveries with these dedup ``keys``: the key itself for
+    one, ``digest-<hash of all the keys>`` for several. The same deliveries always give the same
+    id (a retried message keeps it); a batch that grew or shrank gets another one."""
+    if len(keys) == 1:
+        return keys[0]
+    return "digest-" + hashlib.sha256("\x1f".join(keys).encode()).hexdigest()[:32]
 
 
 def short_id(key: str) -> str:

@@ -24,8 +24,10 @@ checker calls it right after committing new rows), and rate-limits its sink to o
 ``sink.min_interval`` seconds.
 
 Delivery is at least once per (event, sink): a send that the receiver accepted just before the
-process died (or before ``stop`` cancelled it after the grace period) is sent again later. Every
-message carries the row's short dedup id so a human can spot such a duplicate.
+process died (or before ``stop`` cancelled it after the grace period) is sent again later. A sink
+that carries a batch in several messages reports each accepted one (``on_accepted``), and its rows are
+marked sent at once, so a crash re-sends at most one message per sink. Every message carries the
+row's short dedup id so a human can spot such a duplicate.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import structlog
 from monitor.backoff import full_jitter
 from monitor.errors import SinkError, StoreError
 from monitor.models import Delivery
-from monitor.sinks import Sink
+from monitor.sinks import MAX_SEND_TIMEOUT, Accepted, Sink
 from monitor.store import Store
 
 log = structlog.get_logger("monitor.outbox")
@@ -52,7 +54,7 @@ log = structlog.get_logger("monitor.outbox")
 T = TypeVar("T")
 
 #: The worker's own bound on one send; sinks enforce their (shorter) timeouts themselves.
-DEFAULT_SEND_TIMEOUT = 120.0
+DEFAULT_SEND_TIMEOUT = MAX_SEND_TIMEOUT
 #: A sleeping lane looks at the outbox at least this often even without a wake-up.
 DEFAULT_IDLE_POLL = 30.0
 #: The shortest sleep of a lane that found nothing to do (no busy loop on clock edges).
@@ -157,6 +159,7 @@ class Deliverer:
         rng: random.Random | None = None,
         on_result: ResultHook | None = None,
         on_delivered: LatencyHook | None = None,
+        on_store_error: Callable[[str], None] | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         idle_poll: float = DEFAULT_IDLE_POLL,
     ) -> None:
@@ -168,6 +171,7 @@ class Deliverer:
         self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not a secret
         self._on_result = on_result
         self._on_delivered = on_delivered
+        self._on_store_error = on_store_error
         self._send_timeout = send_timeout
         self._idle_poll = idle_poll
         self._stopping = False
@@ -190,6 +194,17 @@ class Deliverer:
         for lane, result in zip(self._lanes.values(), results, strict=True):
             if isinstance(result, Exception):  # _lane_loop catches everything; this is a bug
                 log.error("delivery_lane_crashed", sink=lane.name, error=repr(result))
+
+    async def release_orphans(self, is_over: Callable[[str], bool]) -> int:
+        """Release at once the rows leased by owners whose life ``is_over`` (this instance's
+        previous life, killed while it held them), so that a restart sends them now instead of
+        after the lease; count them. Other owners' leases are left to lapse."""
+        owners = [o for o in await self._store.lease_owners() if o != self._owner and is_over(o)]
+        if not owners:
+            return 0
+        released = await self._store.release_leases_of(owners)
+        log.info("outbox_leases_released", owners=owners, rows=released)
+        return released
 
     async def deliver_due(self) -> int:
         """Deliver everything due now, all sinks concurrently; never wait for a backoff.
@@ -248,12 +263,14 @@ class Deliverer:
                 done = await self._drain(lane)
                 due = await self._store.next_due(lane.name)
                 failures = 0
-            except StoreError as exc:
+            except StoreError as exc:  # expected (disk full, file locked): one line, no trace
                 failures += 1
                 timeout = min(2.0 ** min(failures - 1, 16), self._idle_poll)
-                log.error(  # noqa: TRY400 -- the StoreError's message says it all; no traceback
+                log.warning(
                     "delivery_store_failed", sink=lane.name, error=str(exc), retry_in=timeout
                 )
+                if self._on_store_error is not None:
+                    self._on_store_error("delivery")
             except Exception:  # a bug in the worker must not end delivery for good
                 failures += 1
                 timeout = min(2.0 ** min(failures - 1, 16), self._idle_poll)
@@ -318,31 +335,42 @@ class Deliverer:
         for batch in _batches(lane.sink, live):
             if not await self._rate_limit(lane):
                 return done, True
-            failure = await self._send(lane, batch)
-            now = self._clock()
+            marked: set[int] = set()
+            failure = await self._send(lane, batch, self._on_accepted(lane, batch, marked))
             done += len(batch)
-            if failure is None:
-                await self._mark(lane, batch, "sent", "delivery_sent", now=now)
-                continue
-            attempts = max(row.attempts for row in batch) + 1
-            error = _clip(str(failure))
-            if failure.retryable and not self._policy.exhausted(attempts):
-                delay = self._policy.next_delay(attempts, self._rng, failure.retry_after)
-                await self._mark(
-                    lane,
-                    batch,
-                    "retry",
-                    "delivery_retry",
-                    error=error,
-                    now=now,
-                    next_attempt_at=now + timedelta(seconds=delay),
-                    memo=failure.memo,
-                )
+            # the parts the sink reported accepted on the way are marked already
+            rest = [row for row in batch if row.id not in marked]
+            if rest and not await self._settle(lane, rest, failure):
                 return done, True  # strict order: the rows behind this one wait for it
-            if failure.retryable:
-                error = _clip(f"gave up after {attempts} attempts: {failure}")
-            await self._mark(lane, batch, "dead", "delivery_dead", error=error, now=now)
         return done, False
+
+    async def _settle(
+        self, lane: _Lane, batch: Sequence[Delivery], failure: SinkError | None
+    ) -> bool:
+        """Mark a sent batch sent, a failed one for retry or dead; False if the lane must wait."""
+        now = self._clock()
+        if failure is None:
+            await self._mark(lane, batch, "sent", "delivery_sent", now=now)
+            return True
+        attempts = max(row.attempts for row in batch) + 1
+        error = _clip(str(failure))
+        if failure.retryable and not self._policy.exhausted(attempts):
+            delay = self._policy.next_delay(attempts, self._rng, failure.retry_after)
+            await self._mark(
+                lane,
+                batch,
+                "retry",
+                "delivery_retry",
+                error=error,
+                now=now,
+                next_attempt_at=now + timedelta(seconds=delay),
+                memo=failure.memo,
+            )
+            return False
+        if failure.retryable:
+            error = _clip(f"gave up after {attempts} attempts: {failure}")
+        await self._mark(lane, batch, "dead", "delivery_dead", error=error, now=now)
+        return True
 
     async def _rate_limit(self, lane: _Lane) -> bool:
         """Wait out the sink's ``min_interval``; False if ``stop`` came meanwhile."""
@@ -355,12 +383,34 @@ class Deliverer:
                         await self._stop_event.wait()
         return not self._stopping
 
-    async def _send(self, lane: _Lane, batch: Sequence[Delivery]) -> SinkError | None:
+    def _on_accepted(self, lane: _Lane, batch: Sequence[Delivery], marked: set[int]) -> Accepted:
+        """The ``on_accepted`` callback of one send: marks each part sent as soon as the sink says
+        the receiver took it (so a crash re-sends at most the message in flight); the ids it
+        marked go into ``marked``. It never raises: a store failure leaves the part to be marked
+        with the rest of the batch."""
+        ours = {row.id for row in batch}
+
+        async def accepted(part: Sequence[Delivery]) -> None:
+            rows = [row for row in part if row.id in ours and row.id not in marked]
+            if not rows:
+                return
+            try:
+                await self._mark(lane, rows, "sent", "delivery_sent", now=self._clock())
+            except StoreError as exc:
+                log.warning("delivery_mark_failed", sink=lane.name, rows=len(rows), error=str(exc))
+                return
+            marked.update(row.id for row in rows)
+
+        return accepted
+
+    async def _send(
+        self, lane: _Lane, batch: Sequence[Delivery], accepted: Accepted
+    ) -> SinkError | None:
         """Send one batch; return None when accepted, else the failure as a ``SinkError``."""
         lane.last_send = time.monotonic()
         try:
             async with asyncio.timeout(self._send_timeout):
-                await lane.sink.send(batch)
+                await lane.sink.send(batch, accepted)
         except SinkError as exc:
             return exc
         except TimeoutError:

@@ -92,11 +92,22 @@ class DeliverySection(Strict):
     #: a row still undelivered this long after it was written is dead-lettered
     max_age: Duration = 24 * 3600.0
     #: 0 means retry until ``max_age``
-    max_attempts: Annotated[int, Field(ge=0)] = 0
+    max_attempts: Annotated[int, Field(ge=0, le=1000)] = 0
     backoff_initial: Duration = 1.0
     backoff_max: Duration = 600.0
     lease: Duration = 60.0
     batch_size: Annotated[int, Field(ge=1, le=500)] = 50
+
+    @model_validator(mode="after")
+    def _backoff_moves(self) -> DeliverySection:
+        # a zero backoff retries a failing sink in a busy loop
+        if self.backoff_initial <= 0:
+            raise ValueError("backoff_initial: must be more than 0")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError(
+                f"backoff_max: must be at least backoff_initial ({self.backoff_initial:g}s)"
+            )
+        return self
 
 
 # --- [[targets]] -----------------------------------------------------------------------------
@@ -108,8 +119,9 @@ class TargetConfig(Strict):
     interval: Duration = 300.0
     #: random delay added to each run (default: a tenth of the interval)
     jitter: Duration | None = None
-    #: the overall deadline of one fetch, retries included
-    timeout: Duration = 30.0
+    #: the overall deadline of one check's fetching, retries and the jump re-fetch included;
+    #: at most ``interval`` (default: the shorter of 30 s and ``interval``)
+    timeout: Duration | None = None
     #: quick retries (jittered backoff) inside one check before it counts as failed
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     headers: dict[str, str] = {}
@@ -125,13 +137,13 @@ class TargetConfig(Strict):
     pairs: list[Pair] = []
     active: ActiveWindow | None = None
     #: consecutive failed checks before ``source_down``
-    down_after: Annotated[int, Field(ge=1)] = 3
+    down_after: Annotated[int, Field(ge=1, le=10_000)] = 3
     #: or: no good observation for this long, every check since failing (whichever comes first);
     #: ``down_after_time`` is the older spelling of the same key
     down_for: Duration | None = None
     #: a rate moving more than this in one check is re-fetched to confirm before it alerts
-    max_jump_pct: Decimal | None = Decimal(20)
-    max_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
+    max_jump_pct: Annotated[Decimal, Field(ge=0)] | None = Decimal(20)
+    max_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 5_000_000
 
     @model_validator(mode="before")
     @classmethod
@@ -159,6 +171,16 @@ class TargetConfig(Strict):
         if value < 1:
             raise ValueError("must be at least 1 second")
         return value
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> TargetConfig:
+        # as Prometheus refuses scrape_timeout > scrape_interval: a check that may outlast its
+        # interval holds the target past its next run
+        if self.timeout is not None and not 0 < self.timeout <= self.interval:
+            raise ValueError(
+                f"timeout: must be more than 0 and at most interval ({self.interval:g}s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _jitter_below_interval(self) -> TargetConfig:
@@ -460,6 +482,8 @@ class Settings(BaseSettings):
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
+    if len(loc) > 2 and loc[0] == "sinks":  # ("sinks", NAME, <the union's tag: its type>, ...)
+        loc = loc[:2] + loc[3:]
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -484,8 +508,12 @@ def _problems(exc: ValidationError) -> list[str]:
             msg = "required key is missing"
         msg = msg.removeprefix("Value error, ")
         for line in msg.splitlines():
-            # cross-reference problems carry their own key path
-            problems.append(line if re.match(r"^\w+(\[\d+\])?\.\w+: ", line) else f"{loc}: {line}")
+            if re.match(r"^\w+(\[\d+\])?\.\w+: ", line):  # cross-references carry their path
+                problems.append(line)
+            elif err["loc"] and re.match(r"^[a-z_]+: ", line):  # a table's check names its key
+                problems.append(f"{loc}.{line}")
+            else:
+                problems.append(f"{loc}: {line}")
     return problems
 
 

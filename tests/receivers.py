@@ -36,6 +36,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from monitor.models import Delivery, Event, EventKind, Reading, dedup_key
+from tests.servers import LoopThread
 
 # --- HTTP ----------------------------------------------------------------------------------------
 
@@ -218,6 +219,10 @@ class Handler:
         self.datas.append(envelope.original_content or b"")
         if self.data_replies:
             reply = self.data_replies.popleft()
+            if reply == DROP:  # the connection dies after the data, before any reply
+                assert server.transport is not None
+                server.transport.abort()
+                return "421 dropped"
             if not reply.startswith("250"):
                 return reply
         content = envelope.original_content or b""
@@ -230,6 +235,9 @@ class Handler:
 
 
 Mode = Literal["plain", "starttls", "implicit"]
+
+#: a ``data_replies`` entry: drop the connection after the message data, before the reply
+DROP = "DROP"
 
 
 class SmtpReceiver:
@@ -289,6 +297,22 @@ class SmtpReceiver:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+
+
+class ThreadedSmtpReceiver(SmtpReceiver):
+    """A :class:`SmtpReceiver` on its own event loop in a daemon thread (a context manager), for
+    tests of the daemon process. The handler's scripts and records are safe to use from the test's
+    thread (deques and lists, appended to on the server's)."""
+
+    _thread: LoopThread
+
+    def __enter__(self) -> ThreadedSmtpReceiver:
+        self._thread = LoopThread("smtp")
+        self._thread.run(self.__aenter__())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.close(self.__aexit__())
 
 
 # --- deliveries ----------------------------------------------------------------------------------

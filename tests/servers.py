@@ -33,14 +33,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-__all__ = ["Handler", "PageServer", "Reply", "Request", "ThreadedPageServer"]
+__all__ = ["Handler", "LoopThread", "PageServer", "Reply", "Request", "ThreadedPageServer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,10 @@ class Request:
     headers: Mapping[str, str]
     #: the local port of the connection it came on (distinguishes keep-alive reuse)
     peer: str = ""
+    #: the request body (a POST's payload, for the servers that stand in for Slack or a webhook)
+    body: bytes = b""
+    #: when it was read (``time.monotonic()``)
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,10 +339,11 @@ class PageServer:
                 value = value.strip()
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
         length = headers.get("content-length", "0")
+        body = b""
         if length.isdigit() and int(length):
-            await reader.readexactly(int(length))
+            body = await reader.readexactly(int(length))
         path, _, query = target.partition("?")
-        request = Request(method, target, path, query, headers, peer)
+        request = Request(method, target, path, query, headers, peer, body, time.monotonic())
         with self._lock:
             self._requests.append(request)
         self.in_flight += 1
@@ -389,19 +394,37 @@ class PageServer:
         return keep_alive
 
 
+class LoopThread:
+    """An event loop of its own in a daemon thread, for the servers a daemon *process* talks to
+    (``ThreadedPageServer``, ``tests.receivers.ThreadedSmtpReceiver``)."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[object, object, object]) -> None:
+        """Run ``coro`` on the thread's loop and wait for it (10 s at most)."""
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def close(self, coro: Coroutine[object, object, object]) -> None:
+        """Run ``coro`` (the server's stop), then end the loop and the thread."""
+        try:
+            self.run(coro)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+
 class ThreadedPageServer(PageServer):
     """A :class:`PageServer` running its own event loop in a daemon thread (a context manager)."""
 
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
+    _thread: LoopThread
 
     def __enter__(self) -> Self:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="page-server", daemon=True
-        )
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.start(), self._loop).result(timeout=10)
+        self._thread = LoopThread("page-server")
+        self._thread.run(self.start())
         return self
 
     def __exit__(
@@ -410,12 +433,7 @@ class ThreadedPageServer(PageServer):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout=10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._loop.close()
+        self._thread.close(self.stop())
 
 
 @dataclass(slots=True)

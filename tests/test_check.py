@@ -59,6 +59,50 @@ async def test_implausible_jump_is_refetched_and_a_glitch_never_alerts(tmp_path:
         assert (alert["kind"], alert["new"]["rate"]) == ("rate_changed", "2.8575")
 
 
+async def test_an_unconfirmed_jump_holds_the_pair_until_a_check_confirms_it(
+    tmp_path: Path,
+) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",))
+        assert await check(config) == ["observed"]
+        # two reads, two different implausible rates: neither is trusted
+        server.script(
+            Reply(200, body=page({"TMT/USD": ("2.8575", "0")}).encode()),
+            Reply(200, body=page({"TMT/USD": ("5.7150", "0")}).encode()),
+        )
+        assert await check(config) == ["observed"]
+        assert alerts(tmp_path / "audit.jsonl") == []
+        server.set_page(page({"TMT/USD": ("5.7150", "0")}))  # the page settles: both reads agree
+        assert await check(config) == ["observed"]
+    (alert,) = alerts(tmp_path / "audit.jsonl")
+    assert (alert["old"]["rate"], alert["new"]["rate"]) == ("0.28575", "5.7150")
+
+
+async def test_a_failed_or_late_refetch_holds_the_jump_and_keeps_the_other_changes(
+    tmp_path: Path,
+) -> None:
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",), interval="10s", timeout="1s")
+        assert await check(config) == ["observed"]
+        jumped = {"TMT/USD": ("2.8575", "0"), "KGS/USD": ("0.01150", "0.52")}
+        server.script(Reply(200, body=page(jumped).encode()), Reply(503))
+        assert await check(config) == ["observed"]
+        assert kinds(tmp_path / "audit.jsonl") == [
+            ("rate_changed", "KGS/USD"),
+            ("change_pct_changed", "KGS/USD"),
+        ]
+        # a re-fetch slower than what is left of the 1 s deadline: the check ends in time
+        jumped = {"TMT/USD": ("2.8575", "0"), "KGS/USD": ("0.01150", "0.6")}
+        server.script(
+            Reply(200, body=page(jumped).encode()),
+            Reply(200, body=page(jumped).encode(), delay=30),
+        )
+        started = asyncio.get_running_loop().time()
+        assert await check(config) == ["observed"]
+        assert asyncio.get_running_loop().time() - started < 10
+    assert [a["pair"] for a in alerts(tmp_path / "audit.jsonl")] == ["KGS/USD"] * 3
+
+
 async def test_threshold_rule_fires_on_entering_and_rearms_on_leaving(tmp_path: Path) -> None:
     async with PageServer(page(BASE)) as server:
         config = write_config(
@@ -255,5 +299,30 @@ def test_schedule_spreads_first_runs_and_keeps_the_mean_period(tmp_path: Path) -
     assert job.trigger.jitter == 10.0
     assert job.max_instances == 1
     assert job.coalesce is True
-    assert job.misfire_grace_time == 30
+    assert job.misfire_grace_time is None  # a late run (a clock step, a sleep) runs, once
     assert before <= job.next_run_time <= before + timedelta(seconds=31)
+
+
+async def test_a_stop_during_housekeeping_lets_it_finish_and_logs_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/", interval="60s")
+    app = await build_app(load_settings(config))
+    entered, release = asyncio.Event(), asyncio.Event()
+    expire = app.store.expire_history
+
+    async def slow_expire(before: datetime) -> int:  # housekeeping runs at start: hold it there
+        entered.set()
+        await release.wait()
+        return await expire(before)
+
+    app.store.expire_history = slow_expire  # type: ignore[method-assign]
+    daemon = Daemon(app)
+    running = asyncio.create_task(daemon.run_forever())
+    await asyncio.wait_for(entered.wait(), timeout=10)
+    daemon.request_stop()  # while housekeeping waits on the store
+    await asyncio.sleep(0.2)
+    release.set()
+    await asyncio.wait_for(running, timeout=20)
+    assert not [r for r in caplog.records if r.exc_info]  # no CancelledError traceback
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

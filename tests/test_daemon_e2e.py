@@ -149,7 +149,7 @@ def test_daemon_survives_every_source_fault_and_keeps_its_schedule(tmp_path: Pat
     faults = [
         Reply(500),
         Reply(429, headers=[("Retry-After", "1")]),
-        Reply(200, body=b"x" * 100, chunk_size=1, drip=1.0),  # drips; the 2 s deadline ends it
+        Reply(200, body=b"x" * 100, chunk_size=1, drip=1.0),  # drips; the 1 s deadline ends it
         Reply(200, body=b"y" * 65536, repeat=800),  # ~52 MB; the size cap ends it
         Reply.redirect("/loop"),
         Reply(200, raw=b"\x16\x03\x01 not http at all\r\n\r\n"),
@@ -163,7 +163,6 @@ def test_daemon_survives_every_source_fault_and_keeps_its_schedule(tmp_path: Pat
             server.url,
             interval="1s",
             retries=0,
-            timeout="2s",
             target_extra="max_bytes = 1000000\ndown_after = 100",
         )
         with DaemonProcess(config) as daemon:
@@ -284,7 +283,7 @@ def test_flaky_sink_gets_everything_once_in_order_and_a_dead_sink_blocks_nobody(
 
 def test_sigterm_lets_the_check_in_flight_finish(tmp_path: Path) -> None:
     with ThreadedPageServer(page(BASE)) as server:
-        config = write_config(tmp_path, server.url, interval="1s")
+        config = write_config(tmp_path, server.url, interval="4s")  # a 4 s deadline
         with DaemonProcess(config) as daemon:
             assert wait_for(lambda: len(server.requests) >= 1, timeout=20)
             changed = page(TMT_DOWN).encode()

@@ -136,7 +136,7 @@ def test_stored_events_keep_the_pages_text(tmp_path: Path) -> None:
         ("selector = '###'", "targets[0].selector: invalid CSS selector '###'"),
         ("json_query = 'data.rates['", "targets[0].json_query: invalid JMESPath expression"),
         ("json_query = 'upper(a)'", "targets[0].json_query: unknown JMESPath function upper()"),
-        ("json_query = 'a'\nselector = 'p'", "targets[0]: selector: not used with json_query"),
+        ("json_query = 'a'\nselector = 'p'", "targets[0].selector: not used with json_query"),
     ],
 )
 def test_invalid_selectors_and_queries_stop_validate_and_start_up(

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from monitor.errors import SinkError, StoreError
 from monitor.models import Delivery, Event, EventKind, NewDelivery, Reading, TargetState, Validators
 from monitor.outbox import Deliverer, RetryPolicy
-from monitor.sinks import Sink
+from monitor.sinks import Accepted, Sink
 from monitor.store.sqlite import SqliteStore
 
 T0 = datetime(2025, 5, 16, 8, 30, tzinfo=UTC)
@@ -64,7 +64,7 @@ class FakeSink:
     def accepted(self) -> list[str]:
         return [key for batch in self.batches for key in batch]
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         self.calls += 1
         self.call_times.append(time.monotonic())
         self.memos.append(batch[0].memo)
@@ -312,6 +312,46 @@ async def test_a_digest_sink_gets_one_batch_per_check(store: SqliteStore) -> Non
     assert [len(batch) for batch in single.batches] == [1, 1, 1]
 
 
+class SplittingSink(FakeSink):
+    """Sends a batch as posts of two, reporting each accepted post; the posts after the first
+    ``good`` ones fail (retryably), once."""
+
+    def __init__(self, name: str, *, good: int, store: SqliteStore) -> None:
+        super().__init__(name, digest=True, min_interval=0.5)
+        self.good = good
+        self.store = store
+        self.posts: list[list[str]] = []
+        self.seen_sent: list[list[str]] = []  # statuses in the store right after each report
+
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
+        assert on_accepted is not None
+        for start in range(0, len(batch), 2):
+            part = batch[start : start + 2]
+            if len(self.posts) == self.good:
+                self.good = -1
+                raise SinkError("503", retryable=True)
+            self.posts.append([d.event.event_id for d in part])
+            await on_accepted(part)
+            rows = await self.store.list_outbox(limit=100)
+            self.seen_sent.append(sorted(str(r["id"]) for r in rows if r["status"] == "sent"))
+
+
+async def test_each_accepted_part_of_a_digest_is_marked_sent_at_once(store: SqliteStore) -> None:
+    clock = Clock()
+    ids = await add(store, "slack", [1, 2, 3, 4, 5], check_id="c1")
+    sink = SplittingSink("slack", good=1, store=store)
+    d = deliverer(store, sink, clock=clock)
+    await d.deliver_due()
+    assert sink.seen_sent == [["1", "2"]]  # the first post was marked before the second went
+    assert await statuses(store) == {1: "sent", 2: "sent", 3: "pending", 4: "pending", 5: "pending"}
+    assert (await row(store, 3))["attempts"] == 1
+    assert (await row(store, 1))["attempts"] == 0
+    clock.advance(60)
+    await d.deliver_due()
+    assert sink.posts == [ids[0:2], ids[2:4], ids[4:5]]  # nothing posted twice
+    assert set((await statuses(store)).values()) == {"sent"}
+
+
 async def test_a_memo_comes_back_with_the_retry(store: SqliteStore) -> None:
     clock = Clock()
     sink = FakeSink("email", failures=[SinkError("451", retryable=True, memo="accepted:a@x")])
@@ -348,6 +388,25 @@ async def test_rows_leased_by_a_dead_worker_come_back_after_the_lease(store: Sql
     clock.advance(60)
     assert await d.deliver_due() == 2
     assert sink.accepted == ids
+
+
+async def test_rows_leased_by_a_life_that_is_over_are_released_at_once(
+    store: SqliteStore,
+) -> None:
+    clock = Clock()
+    sink = FakeSink("slack")
+    ids = await add(store, "slack", [1, 2])
+    await add(store, "email", [3])
+    await store.claim("slack", now=T0, limit=10, lease=60, owner="vm/41/boot/100")  # killed
+    await store.claim("email", now=T0, limit=10, lease=60, owner="other-host/7/boot/5")
+    assert await store.lease_owners() == ["other-host/7/boot/5", "vm/41/boot/100"]
+    d = deliverer(store, sink, clock=clock)
+    with capture_logs() as logs:
+        assert await d.release_orphans(lambda owner: owner.startswith("vm/")) == 2
+    assert [e["event"] for e in logs] == ["outbox_leases_released"]
+    assert await d.deliver_due() == 2  # now, not after the 60 s lease
+    assert sink.accepted == ids
+    assert await store.lease_owners() == ["other-host/7/boot/5"]  # another host's: it lapses
 
 
 async def test_min_interval_spaces_the_sends(store: SqliteStore) -> None:

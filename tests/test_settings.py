@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.app import plans_for
 from monitor.config_types import parse_duration
 from monitor.errors import ConfigError
 from monitor.settings import load_settings
@@ -190,7 +191,70 @@ def test_threshold_rule_must_route_threshold_events(tmp_path: Path) -> None:
 
 def test_jitter_must_be_below_the_interval(tmp_path: Path) -> None:
     (problem,) = problems(tmp_path, MINIMAL + 'interval = "1m"\njitter = "1m"\n')
-    assert problem == "targets[0]: jitter: must be less than interval"
+    assert problem == "targets[0].jitter: must be less than interval"
+
+
+def test_a_check_ends_before_the_next_is_due(tmp_path: Path) -> None:
+    # as Prometheus refuses scrape_timeout > scrape_interval
+    for timeout in ('"11s"', "0"):
+        text = MINIMAL + f'interval = "10s"\ntimeout = {timeout}\n'
+        assert problems(tmp_path, text) == [
+            "targets[0].timeout: must be more than 0 and at most interval (10s)"
+        ]
+    plans = plans_for(load_settings(write(tmp_path, MINIMAL + 'interval = "10s"\n')))
+    assert plans[0].fetch_policy.timeout == 10.0  # the default follows a short interval
+    plans = plans_for(load_settings(write(tmp_path, MINIMAL)))
+    assert plans[0].fetch_policy.timeout == 30.0  # and is 30 s for a longer one
+    plans = plans_for(load_settings(write(tmp_path, MINIMAL + 'timeout = "1m"\n')))
+    assert plans[0].fetch_policy.timeout == 60.0
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (
+            "[[targets]]\nmax_jump_pct = -5",
+            "targets[1].max_jump_pct: Input should be greater than or equal to 0",
+        ),
+        (
+            "[[targets]]\nmax_jump_pct = nan",
+            "targets[1].max_jump_pct: Input should be a finite number",
+        ),
+        (
+            "[[targets]]\ndown_after = 9223372036854775807",
+            "targets[1].down_after: Input should be less than or equal to 10000",
+        ),
+        ("[[targets]]\nmax_bytes = 1e400", "targets[1].max_bytes: Input should be a finite number"),
+        (
+            "[[targets]]\nmax_bytes = 200_000_000",
+            "targets[1].max_bytes: Input should be less than or equal to 100000000",
+        ),
+        (
+            "[delivery]\nmax_attempts = 9223372036854775807",
+            "delivery.max_attempts: Input should be less than or equal to 1000",
+        ),
+        ("[delivery]\nbackoff_initial = 0", "delivery.backoff_initial: must be more than 0"),
+        (
+            '[delivery]\nbackoff_initial = "1m"\nbackoff_max = "1s"',
+            "delivery.backoff_max: must be at least backoff_initial (60s)",
+        ),
+        (
+            '[[rules]]\nsinks = ["c"]\nmin_move_pct = 0\n[sinks.c]\ntype = "console"',
+            "rules[0].min_move_pct: must be above 0",
+        ),
+        ("[[rules]]\nsinks = []\nabove = inf", "rules[0].above: Input should be a finite number"),
+        (
+            '[sinks.c]\ntype = "console"\ntimeout = "1h"',
+            "sinks.c.timeout: must be more than 0 and at most 120s",
+        ),
+    ],
+)
+def test_numbers_are_finite_and_bounded_with_the_bound_in_the_message(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    if line.startswith("[[targets]]"):
+        line = line.replace("[[targets]]", '[[targets]]\nname = "u"\nurl = "http://127.0.0.1:2/"')
+    assert problem in problems(tmp_path, MINIMAL + line + "\n")
 
 
 def test_secrets_directory_like_docker_secrets(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -231,6 +231,24 @@ async def test_half_sent_digest_retries_only_the_rest(
     first, _failed, second = payloads
     assert sorted(ids_in([first, second], batch)) == sorted(d.short_id for d in batch)
     assert second["blocks"][0]["text"]["text"] == "timesca: P24/USD ▲, P25/USD ▲ (+4 more)"
+    await sink.aclose()
+
+
+async def test_each_accepted_post_is_reported_as_soon_as_slack_took_it(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    batch = batch_of(30)
+    rx.answer(Reply(200, "ok"), Reply(503, "busy"))
+    sink = make(rx.url(TOKEN_PATH), http)
+    reported: list[list[str]] = []
+
+    async def on_accepted(part: Sequence[Delivery]) -> None:
+        assert len(rx.requests) == 1  # right after the first post, before the second
+        reported.append([d.short_id for d in part])
+
+    with pytest.raises(SinkError):
+        await sink.send(batch, on_accepted)
+    assert reported == [[d.short_id for d in batch[:EVENTS_PER_MESSAGE]]]
     await sink.aclose()
 
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.errors import SinkError
+from monitor.models import batch_key
 from monitor.sinks import Sink
 from monitor.sinks.webhook import WebhookConfig, WebhookSink
 from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
@@ -46,7 +47,9 @@ async def test_signed_post_verified_by_the_receiver(http: httpx.AsyncClient) -> 
         assert request.signature_valid is True
         assert request.headers["content-type"] == "application/json"
         assert request.headers["authorization"] == "Bearer hdr-tok"
-        assert request.headers["x-ticker-monitor-delivery"] == batch[0].dedup_key
+        assert request.headers["x-ticker-monitor-delivery"] == batch_key(
+            [d.dedup_key for d in batch]
+        )
         body = request.json()
         assert body["version"] == 1
         assert body["title"] == "timesca: P00/USD ▲, P01/USD ▲"
@@ -140,3 +143,20 @@ async def test_a_header_httpx_cannot_send_is_permanent(http: httpx.AsyncClient) 
             assert value not in str(info.value)
             await sink.aclose()
         assert rx.requests == []
+
+
+async def test_the_delivery_id_names_the_whole_batch(http: httpx.AsyncClient) -> None:
+    """A rate-limited webhook sends everything due: a batch that grew on a retry must not reuse
+    the first batch's id, or a receiver that drops redeliveries by it drops the new events."""
+    async with HttpReceiver() as rx:
+        sink = make(rx.url("/in"), http)
+        batch = batch_of(3, "hook")
+        await sink.send(batch[:1])
+        await sink.send(batch[:2])  # the first row again, now with a second behind it
+        await sink.send(batch[:2])  # the same batch again: the same id
+        ids = [r.headers["x-ticker-monitor-delivery"] for r in rx.requests]
+        assert ids[0] == batch[0].dedup_key  # one event: its own dedup key
+        assert ids[1] != ids[0]
+        assert ids[1].startswith("digest-")
+        assert ids[2] == ids[1]
+        await sink.aclose()

@@ -133,3 +133,44 @@ def test_open_store_absolute_path_and_other_schemes(tmp_path: Path) -> None:
     assert "hunter2" not in str(info.value)
     with pytest.raises(StoreError):
         open_store("sqlite:///")
+
+
+# --- the wall clock stepping back (SQLite runs on the caller's clock) ---------------------------
+
+
+async def _commit(store: SqliteStore, deliveries: list[NewDelivery]) -> None:
+    await store.commit_check(
+        "timesca",
+        state=TargetState(),
+        validators=Validators(),
+        observed=None,
+        observed_at=T0,
+        deliveries=deliveries,
+    )
+
+
+async def test_a_clock_stepped_back_costs_a_retry_its_own_delay_not_the_step(
+    store: SqliteStore,
+) -> None:
+    await _commit(store, [delivery(1), delivery(2)])
+    head = await store.claim("slack", now=T0, limit=1, lease=60, owner="w")
+    await store.mark_retry(
+        [head[0].id], now=T0, next_attempt_at=T0 + timedelta(seconds=30), error="503"
+    )
+    back = T0 - timedelta(hours=1)  # the wall clock is stepped back an hour
+    assert await store.claim("slack", now=back, limit=10, lease=60, owner="w") == []
+    assert await store.next_due("slack") == back + timedelta(seconds=30)  # not T0 + 30 s
+    claimed = await store.claim(
+        "slack", now=back + timedelta(seconds=30), limit=10, lease=60, owner="w"
+    )
+    assert [d.event for d in claimed] == [event(1), event(2)]
+
+
+async def test_a_lease_from_before_a_step_back_ends_within_one_lease(store: SqliteStore) -> None:
+    await _commit(store, [delivery(1)])
+    assert await store.claim("slack", now=T0, limit=1, lease=60, owner="A")
+    back = T0 - timedelta(hours=1)
+    assert await store.claim("slack", now=back, limit=1, lease=60, owner="B") == []
+    assert await store.next_due("slack") == back + timedelta(seconds=60)
+    later = back + timedelta(seconds=60)
+    assert len(await store.claim("slack", now=later, limit=1, lease=60, owner="B")) == 1

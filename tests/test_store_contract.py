@@ -305,6 +305,23 @@ async def test_an_owner_releases_only_the_rows_it_still_holds(
     assert (await rows(store))[two]["lease_owner"] == "B"
 
 
+async def test_the_leases_of_lives_known_to_be_over_are_given_back_at_once(
+    store: ClusterStore, clock: Clock
+) -> None:
+    await commit(store, clock, [delivery(1), delivery(2), delivery(3)])
+    one, two, three = await ids_of(store, 1, 2, 3)
+    assert await claim(store, clock, "host/1/boot/5", limit=1) == [one]
+    await store.mark_sent([one], now=clock())  # finished rows hold no lease
+    assert await claim(store, clock, "host/2/boot/5", limit=1) == [two]
+    assert await store.lease_owners() == ["host/2/boot/5"]
+    assert await store.release_leases_of([]) == 0
+    assert await store.release_leases_of(["host/9/boot/5"]) == 0
+    assert await store.release_leases_of(["host/2/boot/5"]) == 1
+    assert await store.lease_owners() == []
+    # the row is free at once: another owner takes it without waiting for the lease to lapse
+    assert await claim(store, clock, "host/3/boot/5") == [two, three]
+
+
 async def test_release_gives_rows_back_without_counting_an_attempt(
     store: ClusterStore, clock: Clock
 ) -> None:

@@ -3,9 +3,12 @@
 A sink is anything that implements :class:`Sink`. The delivery worker (``monitor.outbox``) hands it a
 batch of deliveries (several only when ``digest`` is true: what one check produced for this sink),
 and the sink either returns (every delivery in the batch is accepted) or raises
-:class:`monitor.errors.SinkError` saying whether the failure is ``retryable``. A sink never raises
-any other exception type: it translates its library's errors at its own boundary, and it never puts
-a secret (webhook URL, password, token) into an error message.
+:class:`monitor.errors.SinkError` saying whether the failure is ``retryable``. A sink that carries
+one batch in several messages (Slack splits a large digest into posts) awaits
+``on_accepted(part)`` after each message the receiver took: the worker marks those deliveries
+sent at once, so a crash re-sends at most the message in flight, never the parts already posted.
+A sink never raises any other exception type: it translates its library's errors at its own
+boundary, and it never puts a secret (webhook URL, password, token) into an error message.
 
 Each sink's module owns its ``[sinks.NAME]`` model (a :class:`SinkSettings`) and exports a
 :class:`SinkType` that says how to build the sink from it; ``monitor.sinks.registry`` lists them.
@@ -15,16 +18,23 @@ Adding a sink is one new module and one line in the registry.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TextIO, TypeVar, runtime_checkable
 
 import httpx
+from pydantic import field_validator
 
 from monitor.config_types import Duration, Strict
 from monitor.models import Delivery
 
-__all__ = ["Sink", "SinkDeps", "SinkSettings", "SinkType"]
+__all__ = ["MAX_SEND_TIMEOUT", "Accepted", "Sink", "SinkDeps", "SinkSettings", "SinkType"]
+
+#: the delivery worker's bound on one send, whatever the sink's own ``timeout``
+MAX_SEND_TIMEOUT = 120.0
+
+#: ``await on_accepted(part)``: the receiver took ``part`` (some deliveries of the batch being sent)
+Accepted = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 
 @runtime_checkable
@@ -38,8 +48,12 @@ class Sink(Protocol):
     #: the worker waits at least this long between two sends to this sink (rate limit)
     min_interval: float
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
-        """Deliver every item of ``batch`` or raise ``SinkError``."""
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
+        """Deliver every item of ``batch`` or raise ``SinkError``.
+
+        A sink that sends ``batch`` as several messages awaits ``on_accepted(part)`` after each one
+        the receiver took (it never raises); a sink that sends one message need not call it.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -55,6 +69,13 @@ class SinkSettings(Strict):
     body_template: str | None = None
     #: one send may take at most this long
     timeout: Duration = 15.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _send_bound(cls, value: float) -> float:
+        if not 0 < value <= MAX_SEND_TIMEOUT:
+            raise ValueError(f"must be more than 0 and at most {MAX_SEND_TIMEOUT:g}s")
+        return value
 
 
 @dataclass(frozen=True, slots=True)

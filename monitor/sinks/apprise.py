@@ -32,7 +32,7 @@ from monitor import render
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Delivery
 from monitor.redact import LoggerGuard
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class AppriseConfig(SinkSettings):
@@ -133,7 +133,7 @@ class AppriseSink:
         )
         return bool(result)
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """Notify every URL not yet notified for ``batch``, or raise ``SinkError``."""
         if not batch:
             return

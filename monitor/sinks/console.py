@@ -20,7 +20,7 @@ from typing import Literal, TextIO
 from monitor import render
 from monitor.errors import SinkError
 from monitor.models import Delivery
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class ConsoleConfig(SinkSettings):
@@ -49,7 +49,7 @@ class ConsoleSink:
         first = item.first if isinstance(item, render.Line) else item.event
         return render.sanitize(f"{render.iso_utc(first)} {body}", render.LINE_LIMIT)
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """Print one line per pair per check (per outage event), then flush."""
         stream = self._stream if self._stream is not None else sys.stdout
         text = "".join(self.format(ln) + "\n" for ln in render.lines(batch))

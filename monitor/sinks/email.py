@@ -40,7 +40,6 @@ The password is never logged nor put in an error message.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import html
 import json
 import ssl
@@ -58,8 +57,8 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 from monitor import render
 from monitor.config_types import read_secret_files
 from monitor.errors import SinkError
-from monitor.models import Delivery
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.models import Delivery, batch_key
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import failure_reason
 
 
@@ -112,10 +111,7 @@ MESSAGE_ID_DOMAIN = "ticker-monitor"
 
 def message_id(batch: Sequence[Delivery]) -> str:
     """A stable ``Message-ID`` for the mail carrying ``batch``."""
-    if len(batch) == 1:
-        return f"<{batch[0].dedup_key}@{MESSAGE_ID_DOMAIN}>"
-    digest = hashlib.sha256("\x1f".join(d.dedup_key for d in batch).encode()).hexdigest()[:32]
-    return f"<digest-{digest}@{MESSAGE_ID_DOMAIN}>"
+    return f"<{batch_key([d.dedup_key for d in batch])}@{MESSAGE_ID_DOMAIN}>"
 
 
 def _is_permanent(code: int) -> bool:
@@ -209,7 +205,7 @@ class EmailSink:
         msg["Message-ID"] = message_id(batch)
         msg["Date"] = format_datetime(now or datetime.now(UTC))
         msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Ticker-Monitor-Delivery"] = batch[0].dedup_key
+        msg["X-Ticker-Monitor-Delivery"] = batch_key([d.dedup_key for d in batch])
         msg.set_content(self._text(batch, title))
         msg.add_alternative(self._html(batch, title), subtype="html")
         return msg
@@ -305,7 +301,7 @@ class EmailSink:
             refused[address] = (response.code, response.message)
         return {r for r in recipients if r not in refused}, refused
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """Mail ``batch`` as one message, or raise ``SinkError``."""
         if not batch:
             return

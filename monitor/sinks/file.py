@@ -40,7 +40,7 @@ from typing import Any, Literal
 from monitor import render
 from monitor.errors import ConfigError, SinkError
 from monitor.models import Delivery, Reading
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class FileConfig(SinkSettings):
@@ -149,7 +149,7 @@ class FileSink:
     def __repr__(self) -> str:
         return f"FileSink(name={self.name!r}, path={str(self.path)!r})"
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """Append one record per message line, flush and fsync, or raise a retryable ``SinkError``."""
         if not batch:
             return

@@ -11,7 +11,9 @@ Digest: all deliveries of one check go out together. A message holds at most
 :data:`EVENTS_PER_MESSAGE` lines (1 header + 2 blocks each stays within Slack's 50 blocks); a
 larger batch is split across several posts (``... (1/2)``), every line in exactly one. If a later
 post fails, the retryable ``SinkError`` carries a memo listing the dedup keys already posted, and
-the retry posts only the rest (no duplicates from a half-sent digest).
+the retry posts only the rest (no duplicates from a half-sent digest). Each accepted post is also
+reported to the worker at once (``on_accepted``), which marks its deliveries sent, so a crash
+re-sends at most the post in flight.
 
 Text limits: the header is cut to 150 characters, every section and context text to 3,000, the
 fallback ``text`` to 3,000. Every piece of scraped text has ``&``, ``<`` and ``>`` escaped, so a
@@ -47,7 +49,7 @@ from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery
 from monitor.redact import LoggerGuard
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import Answer, classify, post, snippet
 
 
@@ -207,8 +209,12 @@ class SlackSink:
             log.error("slack_rejected", sink=self.name, status=answer.status, body=body)
         return error
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
-        """Post ``batch`` (split into several messages if needed) or raise ``SinkError``."""
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
+        """Post ``batch`` (split into several messages if needed) or raise ``SinkError``.
+
+        ``on_accepted(part)`` is awaited after each post Slack took, so the worker marks it sent at
+        once and a crash before the last post re-sends none of the earlier ones.
+        """
         posted = _memo_posted(batch) & {d.dedup_key for d in batch}
         remaining = [d for d in batch if d.dedup_key not in posted]
         if not remaining:
@@ -233,6 +239,8 @@ class SlackSink:
                 judged = self._judge(answer)
                 if judged is None:
                     posted.update(d.dedup_key for d in chunk)
+                    if on_accepted is not None:
+                        await on_accepted(chunk)
                     continue
                 error = judged
             if error.retryable and posted:

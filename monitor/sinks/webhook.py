@@ -8,8 +8,9 @@ Request
 Headers:
 
 * ``Content-Type: application/json``
-* ``X-Ticker-Monitor-Delivery: <dedup_key>`` — the first event's full dedup key: a receiver can
-  drop a redelivered batch by it (the delivery promise is at-least-once).
+* ``X-Ticker-Monitor-Delivery: <id>`` — the batch's id: the event's full dedup key for one event,
+  ``digest-<hash of every dedup key>`` for several. A receiver can drop a redelivered batch by it
+  (the delivery promise is at-least-once); a batch that grew on a retry gets a new id.
 * ``X-Signature-256: sha256=<hex>`` — only with ``secret``: the HMAC-SHA256 of the exact body
   bytes keyed with the secret, as GitHub's ``X-Hub-Signature-256``. Verify it over the raw body
   before parsing, with a constant-time comparison.
@@ -72,9 +73,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from monitor import render
 from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
-from monitor.models import Delivery
+from monitor.models import Delivery, batch_key
 from monitor.redact import LoggerGuard
-from monitor.sinks import Sink, SinkDeps, SinkSettings, SinkType
+from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 from monitor.sinks._http import classify, post, snippet
 
 
@@ -165,12 +166,12 @@ class WebhookSink:
             if key.lower() in {"content-type", SIGNATURE_HEADER.lower(), DELIVERY_HEADER.lower()}:
                 del headers[key]
         headers["Content-Type"] = "application/json"
-        headers[DELIVERY_HEADER] = batch[0].dedup_key
+        headers[DELIVERY_HEADER] = batch_key([d.dedup_key for d in batch])
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
         return body, headers
 
-    async def send(self, batch: Sequence[Delivery]) -> None:
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
         """POST ``batch`` as one JSON document or raise ``SinkError``."""
         if not batch:
             return

@@ -175,6 +175,15 @@ class Store(Protocol):
         """
         ...
 
+    async def lease_owners(self) -> list[str]:
+        """The owners holding a lease on some pending row (lapsed or not)."""
+        ...
+
+    async def release_leases_of(self, owners: Sequence[str]) -> int:
+        """Give back every pending row leased by one of ``owners`` (lives known to be over, see
+        ``monitor.owner``); count them."""
+        ...
+
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
         """Dead rows back to pending (attempts reset, due now, age counted from now); count them."""
         ...

@@ -290,6 +290,21 @@ class MemoryStore:
             if owner is None or row.lease_owner == owner:
                 row.unlease()
 
+    async def lease_owners(self) -> list[str]:
+        db = await self._enter("lease_owners")
+        owners = {r.lease_owner for r in db.outbox.values() if r.status == "pending"}
+        return sorted(o for o in owners if o is not None)
+
+    async def release_leases_of(self, owners: Sequence[str]) -> int:
+        db = await self._enter("release_leases_of")
+        gone = set(owners)
+        released = 0
+        for row in db.outbox.values():
+            if row.status == "pending" and row.lease_owner in gone:
+                row.unlease()
+                released += 1
+        return released
+
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
         db = await self._enter("requeue")
         at = utc(now)

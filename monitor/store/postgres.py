@@ -601,6 +601,25 @@ class PostgresStore:
                 {"ids": list(ids), "owner": owner},
             )
 
+    async def lease_owners(self) -> list[str]:
+        rows = await self._rows(
+            "lease_owners",
+            "SELECT DISTINCT lease_owner FROM outbox"
+            " WHERE status = 'pending' AND lease_owner IS NOT NULL ORDER BY lease_owner",
+            {},
+        )
+        return [str(r[0]) for r in rows]
+
+    async def release_leases_of(self, owners: Sequence[str]) -> int:
+        if not owners:
+            return 0
+        return await self._run(
+            "release_leases_of",
+            "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+            " WHERE status = 'pending' AND lease_owner = ANY(%(owners)s::text[])",
+            {"owners": list(owners)},
+        )
+
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
         """Dead rows back to pending: no attempts, due now, ``max_age`` counted from ``now``."""
         if not ids:

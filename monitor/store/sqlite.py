@@ -244,6 +244,20 @@ def _silence(values: Sequence[Any]) -> Silence:
     return silence_of(values, lambda text: _dt(str(text)))
 
 
+def _after_step_back(
+    now: datetime, until: str, next_attempt_at: str, lease_until: str | None, updated_at: str
+) -> tuple[str, str | None]:
+    """A row's (next_attempt_at, lease_until) once the wall clock went back behind it: a row
+    written after ``now`` waits what it was given from ``now``; a lease ends by ``until``."""
+    at = _ts(now)
+    if updated_at > at:
+        wait = max(_dt(next_attempt_at) - _dt(updated_at), timedelta(0))
+        next_attempt_at = _ts(now + wait)
+    if lease_until is not None and lease_until > until:
+        lease_until = until
+    return next_attempt_at, lease_until
+
+
 def _begin(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
 
@@ -499,18 +513,27 @@ class SqliteStore:
     async def claim(
         self, sink: str, *, now: datetime, limit: int, lease: float, owner: str
     ) -> list[Delivery]:
+        """Lease the leading due rows of ``sink`` (see ``Store.claim``).
+
+        A wall clock stepped back leaves times "in the future" that no worker wrote for so
+        long: a row written (``updated_at``) after ``now`` keeps the wait it was given from then
+        (``next_attempt_at - updated_at``) counted from ``now`` instead, and another owner's
+        lease ending more than ``lease`` after ``now`` ends ``lease`` after ``now``. So after a
+        step back of an hour a retry waits at most its own delay again, not the extra hour.
+        """
         at = _ts(now)
         until = _ts(now + timedelta(seconds=lease))
 
         def write(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
                 "SELECT id, dedup_key, check_id, event_json, attempts, created_at, memo,"
-                " next_attempt_at, lease_owner, lease_until"
+                " next_attempt_at, lease_owner, lease_until, updated_at"
                 " FROM outbox WHERE sink = ? AND status = 'pending' ORDER BY id LIMIT ?",
                 (sink, max(limit, 0)),
             ).fetchall()
             claimed: list[Delivery] = []
             corrupt: list[tuple[str, str, int]] = []
+            rescheduled: list[tuple[str, str, str | None, int]] = []
             for (
                 row_id,
                 key,
@@ -522,10 +545,17 @@ class SqliteStore:
                 next_attempt_at,
                 lease_owner,
                 lease_until,
+                updated_at,
             ) in rows:
-                if next_attempt_at > at:
+                due, leased = next_attempt_at, lease_until
+                if updated_at > at or (lease_until or "") > until:  # the clock stepped back
+                    due, leased = _after_step_back(
+                        now, until, next_attempt_at, lease_until, updated_at
+                    )
+                    rescheduled.append((due, min(updated_at, at), leased, row_id))
+                if due > at:
                     break  # the head is backing off: everything behind it waits (strict order)
-                if lease_owner not in (None, owner) and (lease_until or "") > at:
+                if lease_owner not in (None, owner) and (leased or "") > at:
                     break  # another worker holds a live lease on it
                 event = event_of(event_json, sink=sink, row_id=row_id)
                 if isinstance(event, str):  # unreadable: dead-letter it rather than block
@@ -542,6 +572,13 @@ class SqliteStore:
                         created_at=_dt(created_at),
                         memo=memo,
                     )
+                )
+            if rescheduled:
+                log.warning("outbox_times_from_the_future", sink=sink, rows=len(rescheduled))
+                conn.executemany(
+                    "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, lease_until = ?"
+                    " WHERE id = ?",
+                    rescheduled,
                 )
             if corrupt:
                 conn.executemany(
@@ -617,6 +654,33 @@ class SqliteStore:
             (owner,),
             ids,
         )
+
+    async def lease_owners(self) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT DISTINCT lease_owner FROM outbox"
+                    " WHERE status = 'pending' AND lease_owner IS NOT NULL ORDER BY lease_owner"
+                )
+            ]
+
+        return await self._call("lease_owners", work)
+
+    async def release_leases_of(self, owners: Sequence[str]) -> int:
+        if not owners:
+            return 0
+        rows = [(owner,) for owner in owners]
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL"
+                " WHERE status = 'pending' AND lease_owner = ?",
+                rows,
+            )
+            return max(cur.rowcount, 0)
+
+        return await self._write("release_leases_of", write)
 
     async def requeue(self, ids: Sequence[int], *, now: datetime) -> int:
         """Give dead rows another life: pending, no attempts, due now, and ``max_age`` counted
