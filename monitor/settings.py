@@ -9,6 +9,7 @@ contents are the secret (the Docker and systemd credentials convention).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -48,6 +49,47 @@ from monitor.store.open import BACKENDS, scheme_of
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})$")
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``[monitor].listen`` as (host, port): an IP address written out in full (``127.0.0.1``,
+    ``[::1]``, ``0.0.0.0``, ``[::]``) or ``localhost``, and a port (0 picks a free one).
+
+    Shorthands that the socket layer would also accept are refused: ``0:9464`` and ``0x0:9464``
+    mean ``0.0.0.0`` (every interface) and ``127.1`` means ``127.0.0.1``. Binding beyond loopback
+    must be written out.
+    """
+    match = _LISTEN.match(value)
+    if match is None:
+        raise ValueError(
+            "expected host:port, e.g. 127.0.0.1:9464 or [::1]:9464, or '' to turn it off"
+        )
+    port = int(match["port"])
+    if port > 65535:
+        raise ValueError(f"port {port}: expected 0 to 65535")
+    host = match["v6"] or match["host"]
+    if match["host"] == "localhost":
+        return host, port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{host!r} is not an IP address written out in full (127.0.0.1, [::1], 0.0.0.0, "
+            "[::]) nor localhost"
+        ) from None
+    if address.version == 6 and match["v6"] is None:
+        raise ValueError("an IPv6 address is written in brackets: [::1]:9464")
+    if address.version == 4 and match["v6"] is not None:
+        raise ValueError("only an IPv6 address is written in brackets: 127.0.0.1:9464")
+    return str(address), port
+
+
+def beyond_loopback(host: str) -> bool:
+    """Is a listen host (as :func:`listen_address` gives it) reachable from other hosts?"""
+    return host != "localhost" and not ipaddress.ip_address(host).is_loopback
+
+
 # --- [monitor] -------------------------------------------------------------------------------
 
 
@@ -80,8 +122,8 @@ class MonitorSection(Strict):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        if value and not re.match(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$", value):
-            raise ValueError("expected host:port, e.g. 127.0.0.1:9464, or '' to turn it off")
+        if value:
+            listen_address(value)  # raises ValueError with the reason
         return value
 
 

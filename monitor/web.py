@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Generator
 from typing import Protocol
@@ -35,6 +36,7 @@ from starlette.routing import Route
 
 from monitor import statuspage
 from monitor.errors import ConfigError
+from monitor.settings import beyond_loopback, listen_address
 from monitor.status import StatusView
 
 log = structlog.get_logger("monitor.web")
@@ -95,10 +97,9 @@ def operator_app(source: StatusSource, *, refresh: int = statuspage.REFRESH) -> 
     )
 
 
-def split_listen(listen: str) -> tuple[str, int]:
-    """``127.0.0.1:9464`` -> ``("127.0.0.1", 9464)``; ``[::1]:9464`` -> ``("::1", 9464)``."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
+def _reason(exc: OSError) -> str:
+    """``Address already in use``: the OS's words (``create_server`` appends the address)."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 class _Server(uvicorn.Server):
@@ -125,13 +126,13 @@ class WebServer:
         return self._port
 
     async def start(self) -> None:
-        host, port = split_listen(self._listen)
+        host, port = listen_address(self._listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             sock = socket.create_server((host, port), family=family)
         except OSError as exc:
             raise ConfigError(
-                [f"monitor.listen: cannot listen on {self._listen}: {exc.strerror or exc}"]
+                [f"monitor.listen: cannot listen on {self._listen}: {_reason(exc)}"]
             ) from None
         self._port = int(sock.getsockname()[1])
         config = uvicorn.Config(
@@ -152,6 +153,13 @@ class WebServer:
                 raise ConfigError([f"monitor.listen: the endpoint on {self._listen} stopped"])
             await asyncio.sleep(0.01)
         log.info("web_listening", host=host, port=self._port)
+        if beyond_loopback(host):
+            log.warning(
+                "web_listening_beyond_loopback",
+                host=host,
+                port=self._port,
+                detail="the status page, /api/status and /metrics are reachable from other hosts",
+            )
 
     async def aclose(self) -> None:
         if self._server is None or self._task is None:
@@ -162,4 +170,4 @@ class WebServer:
         self._server = self._task = None
 
 
-__all__ = ["StatusSource", "WebServer", "operator_app", "split_listen"]
+__all__ = ["StatusSource", "WebServer", "operator_app"]

@@ -12,7 +12,7 @@ import pytest
 from monitor.app import plans_for
 from monitor.config_types import parse_duration
 from monitor.errors import ConfigError
-from monitor.settings import load_settings
+from monitor.settings import beyond_loopback, listen_address, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -387,3 +387,42 @@ def test_a_postgresql_url_is_accepted(tmp_path: Path, url: str) -> None:
     settings = load_settings(write(tmp_path, f'[monitor]\ndatabase = "{url}"\n{MINIMAL}'))
     assert settings.monitor.database.get_secret_value() == url
     assert "hunter2" not in repr(settings.monitor)
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"),
+    [
+        ("0:9464", "'0' is not an IP address written out in full"),
+        ("0x0:9464", "'0x0' is not an IP address written out in full"),
+        ("127.1:9464", "'127.1' is not an IP address written out in full"),
+        ("monitor.example:9464", "'monitor.example' is not an IP address written out in full"),
+        ("::1:9464", "expected host:port"),
+        ("[127.0.0.1]:9464", "only an IPv6 address is written in brackets"),
+        ("127.0.0.1:99999", "port 99999: expected 0 to 65535"),
+        ("127.0.0.1", "expected host:port"),
+    ],
+)
+def test_a_listen_address_is_written_out_in_full(tmp_path: Path, listen: str, reason: str) -> None:
+    found = problems(tmp_path, f'[monitor]\nlisten = "{listen}"\n{MINIMAL}')
+    assert len(found) == 1
+    assert found[0].startswith(f"monitor.listen: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("listen", "beyond"),
+    [
+        ("127.0.0.1:9464", False),
+        ("[::1]:9464", False),
+        ("localhost:9464", False),
+        ("127.0.0.2:0", False),
+        ("0.0.0.0:9464", True),
+        ("[::]:9464", True),
+        ("192.0.2.7:9464", True),
+    ],
+)
+def test_binding_beyond_loopback_is_possible_when_written_out(
+    tmp_path: Path, listen: str, beyond: bool
+) -> None:
+    settings = load_settings(write(tmp_path, f'[monitor]\nlisten = "{listen}"\n{MINIMAL}'))
+    host, _ = listen_address(settings.monitor.listen)
+    assert beyond_loopback(host) is beyond

@@ -38,9 +38,9 @@ def _local_url(listen: str) -> str | None:
     """Where this host reaches the endpoint (a wildcard bind is reached on loopback)."""
     if not listen:
         return None
-    from monitor.web import split_listen  # noqa: PLC0415 -- start-up time
+    from monitor.settings import listen_address  # noqa: PLC0415 -- start-up time
 
-    host, port = split_listen(listen)
+    host, port = listen_address(listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 -- mapping a wildcard bind to loopback
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
