@@ -32,6 +32,7 @@ from monitor.reader import Memo, Reader
 from monitor.route import Route, route
 from monitor.settings import TargetConfig
 from monitor.store import Store
+from monitor.store.group import GroupCommit
 
 log = structlog.get_logger("monitor.check")
 
@@ -131,8 +132,11 @@ class Checker:
         clock: Callable[[], datetime],
         metrics: Metrics,
         max_concurrent: int = 16,
+        commits: GroupCommit | None = None,
     ) -> None:
         self._store = store
+        #: where a check's writes go: the store, through a group commit when one is given
+        self._commits: GroupCommit | Store = store if commits is None else commits
         self._fetcher = fetcher
         self._routes = routes
         self._on_committed = on_committed
@@ -220,7 +224,7 @@ class Checker:
         ):
             log.info("check_done", outcome=label, changed=False, events=0, deliveries=0)
             return CheckResult(plan.name, check_id, label, 0, 0, new_state, error)
-        inserted = await self._store.commit_check(
+        inserted = await self._commits.commit_check(
             plan.name,
             state=new_state,
             validators=new_validators,
