@@ -91,7 +91,9 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mb(pid: int) -> tuple[float, float]:
     status = Path(f"/proc/{pid}/status").read_text()
-    got = {k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)}
+    got = {
+        k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)
+    }
     return got.get("VmRSS", 0.0), got.get("VmHWM", 0.0)
 
 
@@ -222,7 +224,9 @@ def measure_daemon(scale: Scale) -> Figures:
                 figures.latencies = len(waits)
                 if waits:
                     figures.latency_p50_ms = statistics.median(waits) * 1000
-                    figures.latency_p99_ms = waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1000
+                    figures.latency_p99_ms = (
+                        waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1000
+                    )
         finally:
             server.terminate()
             server.wait(timeout=10)
