@@ -130,7 +130,7 @@ _BUCKET = re.compile(
 
 
 def lateness(port: int) -> dict[float, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:  # noqa: S310 -- loopback
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:
         text = r.read().decode()
     sums: dict[float, float] = {}
     for le, value in _BUCKET.findall(text):
@@ -210,7 +210,7 @@ def measure_daemon(scale: Scale) -> Figures:
                 with DaemonProcess(cfg) as daemon:
                     if not daemon.wait_log("daemon_started", timeout=120):
                         raise SetupError("the daemon did not start")
-                    changed_at = _windows(daemon, scale, log, page_file, port, figures)
+                    changed_at = _windows(daemon, scale, log, page_file, port=port, figures=figures)
                     figures.rss_mb, figures.peak_rss_mb = rss_mb(daemon.proc.pid)
                     daemon.terminate(timeout=60)
                     figures.errors = [
@@ -234,7 +234,7 @@ def measure_daemon(scale: Scale) -> Figures:
 
 
 def _windows(
-    daemon: DaemonProcess, scale: Scale, log: Path, page_file: Path, port: int, figures: Figures
+    daemon: DaemonProcess, scale: Scale, log: Path, page_file: Path, *, port: int, figures: Figures
 ) -> float:
     """Warm-up, window U, window C; returns when the first change was written."""
     pid = daemon.proc.pid

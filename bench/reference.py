@@ -25,7 +25,7 @@ ITEM = re.compile(r"([A-Z]{3})\s*/\s*([A-Z]{3})\s*=\s*([0-9.]+)\s*(?:([−+-]?[0
 
 
 async def main() -> None:
-    urls = open(sys.argv[1]).read().split()  # noqa: ASYNC230, PTH123, SIM115 -- the naive script
+    urls = open(sys.argv[1]).read().split()  # noqa: ASYNC230, SIM115 -- the naive script
     interval = float(sys.argv[3])
     events = sys.argv[5] if len(sys.argv) > 5 and sys.argv[4] == "--events" else None
     db = sqlite3.connect(sys.argv[2], isolation_level=None)
@@ -51,7 +51,7 @@ async def main() -> None:
                 for p, q in quotes.items()
                 if old.get(p) != q
             ]
-            with open(events, "a") as f:  # noqa: ASYNC230, PTH123 -- the naive script
+            with open(events, "a") as f:  # noqa: ASYNC230 -- the naive script
                 f.write("".join(lines))
                 f.flush()
                 os.fsync(f.fileno())
