@@ -36,6 +36,7 @@ from monitor.sinks.registry import build_sinks
 from monitor.store import Store
 from monitor.store.group import GroupCommit
 from monitor.store.open import open_store
+from monitor.transport import aiohttp_transport
 
 __all__ = ["App", "build_app", "open_sinks", "plan_target", "store_for", "utc_now"]
 
@@ -110,7 +111,11 @@ class App:
 
 
 def _sink_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0, connect=5.0),
+        follow_redirects=False,
+        transport=aiohttp_transport(),
+    )
 
 
 async def build_app(

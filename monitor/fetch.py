@@ -16,10 +16,7 @@ One :meth:`Fetcher.fetch` call:
   times with full-jitter exponential backoff, honouring ``Retry-After`` on 429/503 when it fits;
 - holds a per-host slot (``max_per_host`` concurrent requests to one host).
 
-httpx is the interface; underneath, the connections are aiohttp's (``httpx-aiohttp``: its C HTTP
-parser and connection pool cost a fraction of httpcore's per response, see
-``docs/performance.md``), with no cookie jar, proxies and ``SSL_CERT_FILE`` from the environment as
-httpx reads them, and no decoding of its own (this module inflates, bounded).
+httpx is the interface; underneath, the connections are aiohttp's (``monitor.transport``).
 
 Every httpx, aiohttp, h11, ssl, zlib and OS error is translated into the ``FetchError`` family here; nothing
 else leaves this module. Messages and logs carry :func:`safe_url` forms only (no userinfo, query or
@@ -45,7 +42,6 @@ import aiohttp
 import h11
 import httpx
 import structlog
-from httpx_aiohttp import AiohttpTransport
 
 from monitor.backoff import full_jitter, parse_retry_after
 from monitor.errors import (
@@ -58,6 +54,7 @@ from monitor.errors import (
 )
 from monitor.models import Validators
 from monitor.redact import Scrubber
+from monitor.transport import LIMITS, aiohttp_transport
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -381,39 +378,6 @@ async def _drain(response: httpx.Response, limit: int = 65536, seconds: float = 
                     return
 
 
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
-
-
-def _aiohttp_transport() -> httpx.AsyncBaseTransport:
-    """httpx over aiohttp's connections: verified TLS (``SSL_CERT_FILE`` honoured), proxies from
-    the environment, no cookies kept, bodies left encoded (``_read_capped`` inflates them)."""
-    tls = httpx.create_ssl_context(verify=True, trust_env=True)
-
-    def session() -> aiohttp.ClientSession:  # made on first use, inside the running loop
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=_LIMITS.max_connections or 100,
-                keepalive_timeout=_LIMITS.keepalive_expiry or 30.0,
-                ssl=tls,
-            ),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,
-            auto_decompress=False,
-        )
-
-    return _AiohttpTransport(client=session)
-
-
-class _AiohttpTransport(AiohttpTransport):
-    """The aiohttp transport, sent the URL without its userinfo: httpx has turned that into the
-    ``Authorization`` header already, and aiohttp refuses both at once."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.userinfo:
-            request.url = request.url.copy_with(username=None, password=None)
-        return await super().handle_async_request(request)
-
-
 class Fetcher:
     """Fetches pages through one shared ``httpx.AsyncClient``; build one per process.
 
@@ -443,13 +407,13 @@ class Fetcher:
         self._owns_client = client is None
         if client is None:
             client = httpx.AsyncClient(
-                transport=_aiohttp_transport() if transport is None else transport,
+                transport=aiohttp_transport() if transport is None else transport,
                 follow_redirects=False,  # followed in _attempt, counted and checked
                 trust_env=True,  # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE as httpx reads them
                 http1=True,
                 http2=False,
                 verify=True,
-                limits=_LIMITS,
+                limits=LIMITS,
                 headers={"User-Agent": user_agent},
                 # no cookie survives a fetch: checks stay independent and the jar stays empty
                 cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
