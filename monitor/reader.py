@@ -37,8 +37,7 @@ _HOW: dict[str, How] = {"same": "same_body", "slice": "slice"}
 @dataclass(frozen=True, slots=True)
 class Memo:
     """What a :class:`Reader` remembers of a source's last read: a cache (losing it costs time,
-    never a result). A page with a remembered slice is known by it; any other body by its digest
-    and what it read as."""
+    never a result): the body's digest and what it read as, and the page's slice."""
 
     digest: bytes
     result: ParseResult
@@ -94,19 +93,17 @@ class Reader:
         from the ticker's remembered slice (``monitor.parse.slice``). Returns the result, the
         memo for the next call, and how it was read."""
         charset = self.charset or charset_of(content_type)
-        digest = b""
-        if memo is None or memo.slice is None:
-            digest = _digest(body, content_type)
-            if memo is not None and memo.digest == digest:
-                return memo.result, memo, "same_body"
-            if self.query is not None or self.selector is not None:
-                result = self.read(body, content_type)
-                return result, Memo(digest, result), "whole"
+        digest = _digest(body, content_type)
+        if memo is not None and memo.digest == digest:
+            return memo.result, memo, "same_body"
+        if self.query is not None or self.selector is not None:
+            result = self.read(body, content_type)
+            return result, Memo(digest, result), "whole"
         hint = None if memo is None else memo.slice
         whole = 1 if memo is None else memo.whole_reads + 1
         got = self._reread(body, content_type, charset, hint, learning=whole & (whole - 1) == 0)
         if got.how != "whole":
-            return got.result, Memo(b"", got.result, got.slice), _HOW[got.how]
+            return got.result, Memo(digest, got.result, got.slice), _HOW[got.how]
         return got.result, Memo(digest, got.result, got.slice, whole), "whole"
 
     def _reread(
