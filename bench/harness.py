@@ -22,11 +22,18 @@ def write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def start_server(page: Path, *, validators: bool) -> tuple[subprocess.Popen[str], str]:
-    """``python -m tests.servers`` serving ``page`` on a free loopback port; returns it and its URL."""
+def start_server(
+    page: Path, *, validators: bool, log: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m tests.servers`` serving ``page`` on a free loopback port; returns it and its URL.
+
+    ``log``: the server appends ``monotonic-time query status page-version`` per request there.
+    """
     args = [sys.executable, "-m", "tests.servers", "--page", str(page)]
     if not validators:
         args.append("--no-validators")
+    if log is not None:
+        args += ["--log", str(log)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip() if proc.stdout is not None else ""
     if not url.startswith("http://127.0.0.1:"):

@@ -3,18 +3,19 @@
 Builds the seed marquee (the five pairs of DESIGN.md, eight repeats, date line ``16 May 2025``)
 inside a realistic ~200 KB HTML page (head styles and scripts, decoy tickers in script, style,
 noscript, template and svg, a header with a nav menu, the marquee in ``<div class="ticker">``,
-teasers of made-up prose, a footer with scripts), checks what ``parse`` reads from it, then times
-``parse`` and prints the median, the p10-p90 spread and the minimum per call, in milliseconds:
+teasers of made-up prose, a footer with scripts), checks what ``parse`` reads from it, then times,
+per call (median, p10-p90, minimum, each round's median):
 
-* the HTML page as bytes (what the daemon hands over), without a selector;
-* the same with ``selector=".ticker"``;
-* the same page as ``str``;
-* the plain-text seed (the text rendering of the marquee and date line);
+* the seed page by the DOM route (a whole read, as a first check does), with a selector, as str;
+* the fast path: the page with a changed rate, read from its remembered slice
+  (``monitor.parse.reread``), and the same body again (its digest only);
+* the plain-text seed, the text fixtures (``tests/fixtures``), and every markup form the tests
+  know (``tests.pages.MARQUEE_FORMS``, on a 20 KB page);
 * for reference, in the same run: the time selectolax (Lexbor) takes to build the whole DOM of
-  that page (``LexborHTMLParser(page_bytes)``), so that the figures above read as ratios on a
-  shared, noisy machine (``parse / DOM``).
+  the seed page, so that every figure also reads as a ratio on a shared, noisy machine.
 
-Run it standalone: ``.venv/bin/python bench/parse.py [--rounds N] [--iterations N]``.
+Run it standalone: ``.venv/bin/python bench/parse.py [--rounds N] [--iterations N]``; ``make
+bench`` runs it through ``bench/run.py``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,17 @@ sys.path.insert(0, str(ROOT))
 
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402 -- after the sys.path line
 
-from monitor.models import Snapshot  # noqa: E402 -- after the sys.path line, for a plain checkout
-from monitor.parse import parse  # noqa: E402 -- same
-from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html, ticker_text  # noqa: E402 -- same
+from monitor.errors import ParseError  # noqa: E402 -- after the sys.path line, for a checkout
+from monitor.models import Snapshot  # noqa: E402 -- same
+from monitor.parse import parse, reread  # noqa: E402 -- same
+from monitor.reader import Reader  # noqa: E402 -- same
+from tests.pages import (  # noqa: E402 -- same
+    MARQUEE_FORMS,
+    SEED_DATE,
+    SEED_QUOTES,
+    ticker_html,
+    ticker_text,
+)
 
 PAGE_KB = 200
 
@@ -83,19 +92,93 @@ def measure(
     return samples, medians
 
 
-def report(
-    label: str, samples: list[float], medians: list[float], reference: float | None = None
-) -> None:
-    """One line of figures; with ``reference`` (the DOM build's median), the ratio to it."""
+def cases() -> list[tuple[str, Callable[[], object]]]:
+    """Every case timed: the seed page by each route, the text fixtures, every markup form."""
+    page = ticker_html(SEED_QUOTES, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB)
+    page_bytes = page.encode("utf-8")
+    seed_bytes = ticker_text(SEED_QUOTES, repeats=8, date_line=SEED_DATE).encode("utf-8")
+    moved = list(SEED_QUOTES)
+    moved[4] = ("TMT/USD", "0.28600", "-0.20")
+    changed = ticker_html(moved, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB).encode()
+    hint = reread(page_bytes).slice
+    if hint is None or reread(changed, hint=hint).how != "slice":
+        raise SystemExit("the seed page learned no slice: the fast path cannot be measured")
+    kb = len(page_bytes) // 1024
+    checked: list[tuple[str, Callable[[], Snapshot]]] = [
+        (f"seed {kb} KB, DOM route (whole read)", lambda: parse(page_bytes)),
+        (f"seed {kb} KB, selector='.ticker'", lambda: parse(page_bytes, selector=".ticker")),
+        (f"seed {kb} KB, as str", lambda: parse(page)),
+        (
+            f"seed {kb} KB, fast path (remembered slice)",
+            lambda: reread(changed, hint=hint).result.snapshot,
+        ),
+        (f"plain-text seed {len(seed_bytes)} B", lambda: parse(seed_bytes)),
+    ]
+    for label, func in checked:
+        if "fast path" not in label:
+            check(func(), label)
+    found: list[tuple[str, Callable[[], object]]] = list(checked)
+    reader = Reader()
+    memo = reader.read_again(page_bytes)[1]
+    found.append(
+        (
+            f"seed {kb} KB, same body (its digest only)",
+            lambda: reader.read_again(page_bytes, memo=memo),
+        )
+    )
+    fixtures = sorted((ROOT / "tests" / "fixtures").glob("*.txt"))
+    for path in fixtures:
+        body = path.read_bytes()
+        found.append((f"fixture {path.name}", lambda body=body: parse_or_none(body)))
+    for form in MARQUEE_FORMS:
+        body = ticker_html(SEED_QUOTES, date_line=SEED_DATE, filler_kb=20, form=form).encode()
+        found.append((f"form {form} (20 KB page)", lambda body=body: parse(body)))
+    return found
+
+
+def parse_or_none(body: bytes) -> Snapshot | None:
+    try:
+        return parse(body)
+    except ParseError:
+        return None
+
+
+def figures(samples: list[float], medians: list[float], reference: float) -> dict[str, object]:
     ordered = sorted(samples)
     deciles = statistics.quantiles(ordered, n=10)
     median = statistics.median(ordered)
-    ratio = "" if reference is None else f"  = {median / reference:4.2f} x DOM"
-    print(
-        f"{label:<36} median {median:6.3f}  "
-        f"p10 {deciles[0]:6.3f}  p90 {deciles[-1]:6.3f}  min {ordered[0]:6.3f}{ratio}  "
-        f"round medians {' '.join(f'{m:.3f}' for m in medians)}"
-    )
+    return {
+        "median_ms": median,
+        "p10_ms": deciles[0],
+        "p90_ms": deciles[-1],
+        "min_ms": ordered[0],
+        "round_medians_ms": medians,
+        "x_dom": median / reference,
+    }
+
+
+def run(rounds: int = 5, iterations: int = 100, warmup: int = 20) -> dict[str, object]:
+    """Every case's figures, with the DOM build of the seed page (measured before and after the
+    cases, so that a change of load shows in it as much as in them) as the reference."""
+    page_bytes = ticker_html(
+        SEED_QUOTES, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB
+    ).encode()
+
+    def build_dom() -> object:
+        return LexborHTMLParser(page_bytes)
+
+    dom_samples, dom_medians = measure(build_dom, rounds, iterations, warmup)
+    timed = [(label, *measure(func, rounds, iterations, warmup)) for label, func in cases()]
+    samples, medians = measure(build_dom, rounds, iterations, warmup)
+    dom_samples += samples
+    dom_medians += medians
+    reference = statistics.median(dom_samples)
+    out: dict[str, object] = {
+        label: figures(case_samples, case_medians, reference)
+        for label, case_samples, case_medians in timed
+    }
+    out["reference: the DOM of the seed page"] = figures(dom_samples, dom_medians, reference)
+    return out
 
 
 def main() -> None:
@@ -104,42 +187,16 @@ def main() -> None:
     args.add_argument("--iterations", type=int, default=200)
     args.add_argument("--warmup", type=int, default=50)
     opts = args.parse_args()
-
-    page = ticker_html(SEED_QUOTES, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB)
-    page_bytes = page.encode("utf-8")
-    seed_text = ticker_text(SEED_QUOTES, repeats=8, date_line=SEED_DATE)
-    seed_bytes = seed_text.encode("utf-8")
-
-    cases: list[tuple[str, Callable[[], Snapshot]]] = [
-        (f"html {len(page_bytes) // 1024} KB bytes", lambda: parse(page_bytes)),
-        ("html bytes, selector='.ticker'", lambda: parse(page_bytes, selector=".ticker")),
-        ("html str", lambda: parse(page)),
-        (f"plain-text seed {len(seed_bytes)} B bytes", lambda: parse(seed_bytes)),
-    ]
-    for label, func in cases:
-        check(func(), label)
-    dom_label = f"reference: DOM of the {len(page_bytes) // 1024} KB page"
-
-    def build_dom() -> object:
-        return LexborHTMLParser(page_bytes)
-
     print(
-        f"parse(): {opts.rounds} rounds x {opts.iterations} iterations after "
-        f"{opts.warmup} warm-up calls; times per call in ms (Python {sys.version.split()[0]})"
+        f"parse: {opts.rounds} rounds x {opts.iterations} iterations after {opts.warmup} warm-up "
+        f"calls; ms per call (Python {sys.version.split()[0]})"
     )
-    # the reference is measured before and after the cases, so that a change of load on the
-    # machine shows in it as much as in them
-    dom_samples, dom_medians = measure(build_dom, opts.rounds, opts.iterations, opts.warmup)
-    timed = [
-        (label, *measure(func, opts.rounds, opts.iterations, opts.warmup)) for label, func in cases
-    ]
-    samples, medians = measure(build_dom, opts.rounds, opts.iterations, opts.warmup)
-    dom_samples += samples
-    dom_medians += medians
-    reference = statistics.median(dom_samples)
-    for label, case_samples, case_medians in timed:
-        report(label, case_samples, case_medians, reference)
-    report(dom_label, dom_samples, dom_medians)
+    for label, got in run(opts.rounds, opts.iterations, opts.warmup).items():
+        assert isinstance(got, dict)  # noqa: S101 -- figures() made it
+        print(
+            f"{label:<44} median {got['median_ms']:7.3f}  p10 {got['p10_ms']:7.3f}  "
+            f"p90 {got['p90_ms']:7.3f}  = {got['x_dom']:5.2f} x DOM"
+        )
 
 
 if __name__ == "__main__":

@@ -1,105 +1,327 @@
-"""End-to-end cost of one check: fetch → parse → detect → route → commit, in the daemon's process.
+"""The real daemon, and the straightforward-stack reference, against a page server in another process.
 
-A page server runs in a separate process (``python -m tests.servers``) so its CPU is not counted.
-``TARGETS`` targets point at it (distinct URLs, one host); each round checks all of them concurrently
-through the daemon's own ``Checker``. Reported per check, over ``ROUNDS`` rounds: the process's CPU
-time (event loop + SQLite thread) and the event loop thread's own CPU time, as median and p10–p90.
+For each scale (100, 1,000 and 5,000 targets: distinct URLs on one page server, ``python -m
+tests.servers`` in a process of its own, serving a ~200 KB page without validators, logging every
+request), one run of ``python -m monitor run`` (info-level JSON logs, SQLite state, a file sink and
+a Slack receiver in this process answering at once) and one of ``bench/reference.py``:
 
-Scenarios:
-  full       a ~200 KB HTML page, no validators: every check downloads and parses it
-  not-mod    the same page with ETag/Last-Modified: every check after the first is a 304
-  change     like ``full``, and the ticker changes every round: events, outbox rows, deliveries
+* a warm-up (the first checks of every target: baselines);
+* window U, one or more whole intervals with the page unchanged: CPU per check = the process's user
+  + system time / the checks the server counted in the window;
+* window C (not for the reference at 5,000): the ticker changes every interval, so that every check
+  sees a change: CPU per check again, and for the daemon the time from the server sending a target
+  the changed page to the Slack receiver getting its alert (p50/p99);
+* the daemon's scheduler lateness (its own histogram, interpolated as Prometheus does) and RSS.
 
-Run: ``.venv/bin/python bench/pipeline.py`` (``make bench`` runs it).
+``run(scales)`` returns the figures (``bench/run.py`` prints and stores them).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
+import json
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import settings_for, start_server  # noqa: E402 -- same
-from monitor.app import build_app  # noqa: E402 -- same
-from monitor.daemon import Daemon  # noqa: E402 -- after the sys.path line, for a plain checkout
-from monitor.logs import configure_logging  # noqa: E402 -- same
+from bench.harness import SetupError, start_server, write_atomically  # noqa: E402 -- sys.path
+from tests.daemon_harness import DaemonProcess, free_port, wait_for  # noqa: E402 -- same
 from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html  # noqa: E402 -- same
+from tests.servers import Reply, ThreadedPageServer  # noqa: E402 -- same
 
-TARGETS = int(os.environ.get("BENCH_TARGETS", "40"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
-
-
-def write_page(path: Path, n: int) -> None:
-    quotes = [(p, r, c) for p, r, c in SEED_QUOTES]
-    pair, rate, _ = quotes[4]
-    quotes[4] = (pair, rate, f"-0.{n + 10}")  # a new TMT/USD change % every round
-    path.write_text(ticker_html(quotes, date_line=SEED_DATE, filler_kb=200), encoding="utf-8")
+SLACK_PATH = "/services/T0BENCH/B0BENCH/bench-token"
+TICK = 1 / 100  # /proc/PID/stat counts in clock ticks (USER_HZ)
 
 
-async def measure(
-    scenario: str, workdir: Path, page: Path
-) -> tuple[list[float], list[float], list[float]]:
-    write_page(page, 0)
-    proc, url = start_server(page, validators=scenario == "not-mod")
-    try:
-        daemon = Daemon(await build_app(settings_for(url, workdir, TARGETS)))
-        await daemon.store.open()
-        plans = daemon.plans
-        await asyncio.gather(*(daemon.checker.check(p) for p in plans))  # baseline, warm-up
-        await daemon.deliverer.deliver_due()
-        cpu, loop_cpu, wall = [], [], []
-        for n in range(1, ROUNDS + 1):
-            if scenario == "change":
-                write_page(page, n)
-            p0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
-            results = await asyncio.gather(*(daemon.checker.check(p) for p in plans))
-            if scenario == "change":
-                await daemon.deliverer.deliver_due()
-            p1, t1, w1 = time.process_time(), time.thread_time(), time.perf_counter()
-            bad = [r for r in results if r.outcome not in ("observed", "not_modified")]
-            assert not bad, bad  # noqa: S101 -- a benchmark of failures measures nothing
-            cpu.append((p1 - p0) / len(plans) * 1000)
-            loop_cpu.append((t1 - t0) / len(plans) * 1000)
-            wall.append((w1 - w0) * 1000)
-        await daemon.store.aclose()
-        await daemon.fetcher.aclose()
-        return cpu, loop_cpu, wall
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+@dataclass(frozen=True)
+class Scale:
+    targets: int
+    interval: float
+    warm: float
+    window_u: float
+    window_c: float
+    reference_c: bool = True
 
 
-def spread(values: list[float]) -> str:
-    q = statistics.quantiles(values, n=10)
-    return f"median {statistics.median(values):6.2f}  p10 {q[0]:6.2f}  p90 {q[-1]:6.2f}"
+SCALES = {
+    100: Scale(100, 2.0, warm=4.0, window_u=6.0, window_c=6.0),
+    1000: Scale(1000, 10.0, warm=12.0, window_u=10.0, window_c=20.0),
+    # the first runs are spread over 30 s, then every target runs once a minute
+    5000: Scale(5000, 60.0, warm=32.0, window_u=60.0, window_c=60.0, reference_c=False),
+}
 
 
-def main() -> None:
-    # as in production: info-level JSON logs (written to /dev/null here); BENCH_LOG_LEVEL=warning
-    # shows what the logs cost
-    with Path(os.devnull).open("w", encoding="utf-8") as sink:
-        level = os.environ.get("BENCH_LOG_LEVEL", "info")
-        configure_logging(level=level, fmt="json", stream=sink)
-        asyncio.run(_main())
+@dataclass
+class Figures:
+    checks_u: int = 0
+    cpu_ms_u: float = 0.0
+    checks_c: int = 0
+    cpu_ms_c: float | None = None
+    rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0
+    lateness_p50_ms: float | None = None
+    lateness_p99_ms: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latencies: int = 0
+    alerts: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
-async def _main() -> None:
-    print(f"pipeline: {TARGETS} targets, {ROUNDS} rounds, ~200 KB page, per check (ms)")
-    for scenario in ("full", "not-mod", "change"):
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            cpu, loop_cpu, wall = await measure(scenario, workdir, workdir / "page.html")
-        print(f"  {scenario:<8} process CPU  {spread(cpu)}")
-        print(f"  {'':<8} loop CPU     {spread(loop_cpu)}")
-        print(f"  {'':<8} round wall   {spread(wall)}  ({TARGETS} checks concurrently)")
+def page(step: int) -> str:
+    quotes = [
+        (p, f"{0.28575 + step / 100000:.5f}" if p == "TMT/USD" else r, c) for p, r, c in SEED_QUOTES
+    ]
+    return ticker_html(quotes, date_line=SEED_DATE, filler_kb=200)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    got = {
+        k: int(v.split()[0]) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)
+    }
+    return got.get("VmRSS", 0.0), got.get("VmHWM", 0.0)
+
+
+def requests_logged(log: Path) -> list[tuple[float, str, str]]:
+    rows = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            rows.append((float(parts[0]), parts[1], parts[3]))
+    return rows
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Prometheus's histogram_quantile over cumulative (le, count) buckets, in ms."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le * 1000
+            width = count - prev_count
+            frac = 0.0 if width <= 0 else (rank - prev_count) / width
+            return (prev_le + (le - prev_le) * frac) * 1000
+        prev_le, prev_count = le, count
+    return None
+
+
+_BUCKET = re.compile(
+    r'^ticker_monitor_scheduler_lateness_seconds_bucket\{le="([^"]+)",target="[^"]*"\} (\S+)$', re.M
+)
+
+
+def lateness(port: int) -> dict[float, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as r:
+        text = r.read().decode()
+    sums: dict[float, float] = {}
+    for le, value in _BUCKET.findall(text):
+        key = float("inf") if le == "+Inf" else float(le)
+        sums[key] = sums.get(key, 0.0) + float(value)
+    return sums
+
+
+def config(workdir: Path, url: str, slack: str, port: int, scale: Scale) -> Path:
+    targets = "".join(
+        f'[[targets]]\nname = "t{i}"\nurl = "{url}?t={i}"\ninterval = "{scale.interval:g}s"\n'
+        "retries = 0\n\n"
+        for i in range(scale.targets)
+    )
+    text = f"""
+[monitor]
+database = "sqlite:///{workdir / "state.db"}"
+log_format = "json"
+listen = "127.0.0.1:{port}"
+max_per_host = 8
+max_concurrent_checks = 16
+
+{targets}
+[[rules]]
+name = "all"
+sinks = ["audit", "slack"]
+
+[sinks.audit]
+type = "file"
+path = "{workdir / "audit.jsonl"}"
+
+[sinks.slack]
+type = "slack"
+webhook_url = "{slack}"
+min_interval = "0s"
+body_template = "bench $target $dedup_id"
+"""
+    path = workdir / "monitor.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _latencies(
+    fetched: list[tuple[float, str, str]], posts: list[tuple[float, bytes]], since: float
+) -> list[float]:
+    """Seconds from the first fetch of each new page version by a target to its alert's arrival."""
+    first: dict[tuple[str, str], float] = {}
+    for at, query, version in fetched:
+        if at >= since:
+            first.setdefault((query.removeprefix("t="), version), at)
+    arrivals: dict[str, list[float]] = {}
+    for at, body in posts:
+        for target in re.findall(rb"bench t(\d+) [0-9a-f]{8}", body):
+            arrivals.setdefault(target.decode(), []).append(at)
+    out = []
+    for (target, _), at in first.items():
+        later = [t for t in arrivals.get(target, []) if t >= at]
+        if later:
+            out.append(min(later) - at)
+    return out
+
+
+def measure_daemon(scale: Scale) -> Figures:
+    figures = Figures()
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        workdir = Path(tmp)
+        page_file = workdir / "page.html"
+        write_atomically(page_file, page(0))
+        log = workdir / "requests.log"
+        server, url = start_server(page_file, validators=False, log=log)
+        receiver = ThreadedPageServer()
+        receiver.route(SLACK_PATH, Reply(200, b"ok"))
+        try:
+            with receiver:
+                port = free_port()
+                cfg = config(workdir, url, receiver.url + SLACK_PATH.lstrip("/"), port, scale)
+                with DaemonProcess(cfg) as daemon:
+                    if not daemon.wait_log("daemon_started", timeout=120):
+                        raise SetupError("the daemon did not start")
+                    changed_at = _windows(daemon, scale, log, page_file, port=port, figures=figures)
+                    figures.rss_mb, figures.peak_rss_mb = rss_mb(daemon.proc.pid)
+                    daemon.terminate(timeout=60)
+                    figures.errors = [
+                        str(e.get("event"))
+                        for e in daemon.logs()
+                        if e.get("level") in ("error", "critical") or "Traceback" in str(e)
+                    ][:5]
+                posts = [(r.at, r.body) for r in receiver.requests if r.path == SLACK_PATH]
+                figures.alerts = len(posts)
+                waits = sorted(_latencies(requests_logged(log), posts, changed_at))
+                figures.latencies = len(waits)
+                if waits:
+                    figures.latency_p50_ms = statistics.median(waits) * 1000
+                    figures.latency_p99_ms = (
+                        waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1000
+                    )
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return figures
+
+
+def _windows(
+    daemon: DaemonProcess, scale: Scale, log: Path, page_file: Path, *, port: int, figures: Figures
+) -> float:
+    """Warm-up, window U, window C; returns when the first change was written."""
+    pid = daemon.proc.pid
+    start = daemon.started
+    time.sleep(max(0.0, start + scale.warm - time.monotonic()))
+    late0 = lateness(port)
+    c0, n0 = cpu_seconds(pid), len(requests_logged(log))
+    time.sleep(scale.window_u)
+    c1, n1 = cpu_seconds(pid), len(requests_logged(log))
+    figures.checks_u = n1 - n0
+    figures.cpu_ms_u = (c1 - c0) / max(n1 - n0, 1) * 1000
+    changed_at = time.monotonic()
+    c1 = cpu_seconds(pid)
+    n1 = len(requests_logged(log))
+    step = 0
+    end = changed_at + scale.window_c
+    while time.monotonic() < end:
+        step += 1
+        write_atomically(page_file, page(step))
+        time.sleep(min(scale.interval, max(0.0, end - time.monotonic())))
+    c2, n2 = cpu_seconds(pid), len(requests_logged(log))
+    figures.checks_c = n2 - n1
+    figures.cpu_ms_c = (c2 - c1) / max(n2 - n1, 1) * 1000
+    # the alerts of the last change arrive after the window: wait for the outbox to drain
+    wait_for(lambda: False, timeout=3.0)
+    late1 = lateness(port)
+    buckets = sorted((le, late1.get(le, 0.0) - late0.get(le, 0.0)) for le in late1)
+    figures.lateness_p50_ms = quantile(buckets, 0.5)
+    figures.lateness_p99_ms = quantile(buckets, 0.99)
+    return changed_at
+
+
+def measure_reference(scale: Scale) -> Figures:
+    figures = Figures()
+    with tempfile.TemporaryDirectory(prefix="bench-reference-") as tmp:
+        workdir = Path(tmp)
+        page_file = workdir / "page.html"
+        write_atomically(page_file, page(0))
+        log = workdir / "requests.log"
+        server, url = start_server(page_file, validators=False, log=log)
+        try:
+            urls = workdir / "urls.txt"
+            urls.write_text("".join(f"{url}?t={i}\n" for i in range(scale.targets)))
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "reference.py"), str(urls),
+                 str(workdir / "state.db"), f"{scale.interval:g}", "--events",
+                 str(workdir / "events.jsonl")],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            started = time.monotonic()
+            if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+                raise SetupError("the reference script did not start")
+            pid = proc.pid
+            time.sleep(max(0.0, started + scale.warm - time.monotonic()))
+            c0, n0 = cpu_seconds(pid), len(requests_logged(log))
+            time.sleep(scale.window_u)
+            c1, n1 = cpu_seconds(pid), len(requests_logged(log))
+            figures.checks_u = n1 - n0
+            figures.cpu_ms_u = (c1 - c0) / max(n1 - n0, 1) * 1000
+            if scale.reference_c:
+                step, end = 0, time.monotonic() + scale.window_c
+                while time.monotonic() < end:
+                    step += 1
+                    write_atomically(page_file, page(step))
+                    time.sleep(min(scale.interval, max(0.0, end - time.monotonic())))
+                c2, n2 = cpu_seconds(pid), len(requests_logged(log))
+                figures.checks_c = n2 - n1
+                figures.cpu_ms_c = (c2 - c1) / max(n2 - n1, 1) * 1000
+            figures.rss_mb, figures.peak_rss_mb = rss_mb(pid)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return figures
+
+
+def run(scales: list[int]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for n in scales:
+        scale = SCALES[n]
+        ours = measure_daemon(scale)
+        ref = measure_reference(scale)
+        out[str(n)] = {"daemon": asdict(ours), "reference": asdict(ref), "scale": asdict(scale)}
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    scales = [int(a) for a in sys.argv[1:]] or [100]
+    print(json.dumps(run(scales), indent=2))

@@ -34,7 +34,9 @@ from monitor.settings import Settings, TargetConfig
 from monitor.sinks import Sink, SinkDeps
 from monitor.sinks.registry import build_sinks
 from monitor.store import Store
+from monitor.store.group import GroupCommit
 from monitor.store.open import open_store
+from monitor.transport import aiohttp_transport
 
 __all__ = ["App", "build_app", "open_sinks", "plan_target", "store_for", "utc_now"]
 
@@ -87,6 +89,8 @@ class App:
     fetcher: Fetcher
     deliverer: Deliverer
     checker: Checker
+    #: the checks' commits, grouped into shared transactions
+    commits: GroupCommit
     plans: tuple[TargetPlan, ...]
     #: who claims outbox rows: this life of this process (``monitor.owner``)
     owner: Owner
@@ -102,11 +106,16 @@ class App:
                 await sink.aclose()
         await self.fetcher.aclose()
         await self.http.aclose()
+        await self.commits.aclose()
         await self.store.aclose()
 
 
 def _sink_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(15.0, connect=5.0),
+        follow_redirects=False,
+        transport=aiohttp_transport(),
+    )
 
 
 async def build_app(
@@ -152,8 +161,10 @@ async def build_app(
         on_delivered=metrics.delivered,
         on_store_error=metrics.store_error,
     )
+    commits = GroupCommit(store)
     checker = Checker(
         store=store,
+        commits=commits,
         fetcher=fetcher,
         routes=routes_from_settings(settings.rules, settings.rule_names()),
         on_committed=deliverer.wake,
@@ -171,6 +182,7 @@ async def build_app(
         fetcher=fetcher,
         deliverer=deliverer,
         checker=checker,
+        commits=commits,
         plans=plans_for(settings),
         owner=owner,
     )

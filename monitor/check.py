@@ -1,9 +1,11 @@
 """One check of one target: fetch → parse → detect → route → commit (state + outbox together) → wake.
 
 :class:`Checker` holds no state of its own between checks: everything the detector remembers lives in
-the store, written in the same transaction as the alerts it caused. A crash anywhere before the commit
-leaves the previous state in place, so the next check finds the same change again; a crash after it
-leaves the alerts in the outbox for the delivery worker.
+the store, written in the same transaction as the alerts it caused. (It keeps one cache: what each
+target's last body read as, so that an unchanged body is not parsed again and a changed one is read
+from where its ticker was -- ``Reader.read_again``; without it, a check reads the whole page.)
+A crash anywhere before the commit leaves the previous state in place, so the next check finds the
+same change again; a crash after it leaves the alerts in the outbox for the delivery worker.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from monitor.fetch import Fetcher, FetchPolicy, FetchResult, safe_url
 from monitor.logs import bind_check, unbind_check
 from monitor.metrics import Metrics
 from monitor.models import Event, NewDelivery, Snapshot, TargetState, Validators
-from monitor.parse import Grammar
-from monitor.reader import Reader
+from monitor.parse import Grammar, ParseResult
+from monitor.reader import Memo, Reader
 from monitor.route import Route, route
 from monitor.settings import TargetConfig
 from monitor.store import Store
+from monitor.store.group import GroupCommit
 
 log = structlog.get_logger("monitor.check")
 
@@ -92,7 +95,11 @@ def read_snapshot(body: bytes, plan: TargetPlan, *, content_type: str = "") -> S
     """Read a response (a page, or a JSON feed with ``json_query``) in the charset its
     ``content_type`` declares, and keep only the target's configured pairs (all when none are).
     """
-    result = plan.reader.read(body, content_type)
+    return _shown(plan.reader.read(body, content_type), plan)
+
+
+def _shown(result: ParseResult, plan: TargetPlan) -> Snapshot:
+    """What a read result shows of the target (its warnings logged), as :func:`read_snapshot`."""
     snapshot = result.snapshot
     for warning in result.warnings:
         log.warning("ticker_partly_read", detail=warning)
@@ -125,14 +132,20 @@ class Checker:
         clock: Callable[[], datetime],
         metrics: Metrics,
         max_concurrent: int = 16,
+        commits: GroupCommit | None = None,
     ) -> None:
         self._store = store
+        #: where a check's writes go: the store, through a group commit when one is given
+        self._commits: GroupCommit | Store = store if commits is None else commits
         self._fetcher = fetcher
         self._routes = routes
         self._on_committed = on_committed
         self._clock = clock
         self._metrics = metrics
         self._slots = asyncio.Semaphore(max_concurrent)
+        #: per target, what its last read remembers (``Reader.read_again``): a cache of derived
+        #: data only, never state -- a restart or another instance starts without it
+        self._memos: dict[str, Memo] = {}
 
     async def check(self, plan: TargetPlan, *, next_check: datetime | None = None) -> CheckResult:
         """Check ``plan``'s target once; ``next_check`` (when the scheduler runs it again) goes
@@ -211,7 +224,7 @@ class Checker:
         ):
             log.info("check_done", outcome=label, changed=False, events=0, deliveries=0)
             return CheckResult(plan.name, check_id, label, 0, 0, new_state, error)
-        inserted = await self._store.commit_check(
+        inserted = await self._commits.commit_check(
             plan.name,
             state=new_state,
             validators=new_validators,
@@ -230,6 +243,16 @@ class Checker:
             deliveries=inserted,
         )
         return CheckResult(plan.name, check_id, label, len(events), inserted, new_state, error)
+
+    def _read(self, plan: TargetPlan, fetched: FetchResult) -> Snapshot:
+        """``read_snapshot`` of a fetched body, through what the target's last read remembers
+        (an unchanged body is not parsed again; a page's ticker is read from its slice)."""
+        memo = self._memos.pop(plan.name, None)
+        result, memo, how = plan.reader.read_again(fetched.body, fetched.content_type, memo)
+        snapshot = _shown(result, plan)
+        self._memos[plan.name] = memo  # only once the body read as a ticker of the target
+        log.debug("ticker_read", how=how)
+        return snapshot
 
     @staticmethod
     def _baseline_if_changed(state: TargetState, plan: TargetPlan) -> TargetState:
@@ -322,12 +345,13 @@ class Checker:
           read is trusted, the pair keeps its previous rate for this check (no event) and the
           next check looks again.
         """
-        snapshot = read_snapshot(fetched.body, plan, content_type=fetched.content_type)
+        snapshot = self._read(plan, fetched)
         limit = plan.config.max_jump_pct
         jumps = implausible_pairs(previous, snapshot, limit)
         if not jumps or previous is None:
             return snapshot
         log.warning("implausible_jump", pairs=list(jumps), max_jump_pct=limit)
+        self._memos.pop(plan.name, None)  # the re-fetch, not this body, decides what counts
         try:
             refetched = await self._fetch(plan, None, deadline)
             again = read_snapshot(refetched.body, plan, content_type=refetched.content_type)

@@ -16,7 +16,9 @@ One :meth:`Fetcher.fetch` call:
   times with full-jitter exponential backoff, honouring ``Retry-After`` on 429/503 when it fits;
 - holds a per-host slot (``max_per_host`` concurrent requests to one host).
 
-Every httpx, h11, ssl, zlib and OS error is translated into the ``FetchError`` family here; nothing
+httpx is the interface; underneath, the connections are aiohttp's (``monitor.transport``).
+
+Every httpx, aiohttp, h11, ssl, zlib and OS error is translated into the ``FetchError`` family here; nothing
 else leaves this module. Messages and logs carry :func:`safe_url` forms only (no userinfo, query or
 fragment), so tokens in a target's URL never reach a log line or an alert.
 """
@@ -36,6 +38,7 @@ from types import TracebackType
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+import aiohttp
 import h11
 import httpx
 import structlog
@@ -51,6 +54,7 @@ from monitor.errors import (
 )
 from monitor.models import Validators
 from monitor.redact import Scrubber
+from monitor.transport import LIMITS, aiohttp_transport
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -211,11 +215,20 @@ def _translate(exc: BaseException, url: str) -> FetchError:
     where = safe_url(url)
     detail = _scrub(str(exc) or type(exc).__name__, url)
     error: FetchError
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    # the aiohttp transport raises httpx's errors from its own: a timeout keeps httpx's name
+    # (ReadTimeout ...), anything else is told by aiohttp's (it maps a dropped connection to
+    # ConnectTimeout)
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError) and not isinstance(
+        cause, aiohttp.ServerTimeoutError | TimeoutError
+    ):
+        exc = cause
+    if isinstance(exc, httpx.TimeoutException | TimeoutError | aiohttp.ServerTimeoutError):
         kind = type(exc).__name__
         error = FetchTimeout(f"{kind} fetching {where}: {detail}", url=where)
     elif (cert := _tls_verify_failure(exc)) is not None:
-        reason = _scrub(cert.verify_message or str(cert), url)
+        detail_of = getattr(cert, "certificate_error", cert)  # aiohttp's wraps the ssl error
+        reason = _scrub(getattr(detail_of, "verify_message", None) or str(detail_of), url)
         error = FetchTransport(f"TLS certificate rejected by {where}: {reason}", url=where)
         error.retryable = False
     elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
@@ -250,6 +263,7 @@ _FOREIGN_ERRORS: tuple[type[BaseException], ...] = (
     zlib.error,
     ValueError,  # includes UnicodeError from non-ASCII header values
     ExceptionGroup,  # anyio's happy-eyeballs connect groups what is not an OSError
+    aiohttp.ClientError,  # what the transport does not map to httpx's errors
 )
 
 
@@ -393,15 +407,13 @@ class Fetcher:
         self._owns_client = client is None
         if client is None:
             client = httpx.AsyncClient(
+                transport=aiohttp_transport() if transport is None else transport,
                 follow_redirects=False,  # followed in _attempt, counted and checked
                 trust_env=True,  # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE as httpx reads them
                 http1=True,
                 http2=False,
                 verify=True,
-                limits=httpx.Limits(
-                    max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
-                ),
-                transport=transport,
+                limits=LIMITS,
                 headers={"User-Agent": user_agent},
                 # no cookie survives a fetch: checks stay independent and the jar stays empty
                 cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),

@@ -152,6 +152,9 @@ def configure_logging(
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
+            # first: a line below the level costs its call and nothing more (no context merged,
+            # no timestamp, no rendering)
+            structlog.stdlib.filter_by_level,
             *shared[:-2],
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),

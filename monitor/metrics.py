@@ -77,7 +77,7 @@ class Metrics:
             "ticker_monitor_scheduler_lateness_seconds",
             "How long after its planned time a scheduled check started.",
             ["target"],
-            buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120),
             registry=r,
         )
         self.delivery_latency = Histogram(

@@ -15,8 +15,8 @@ The life of one outbox row (one event bound for one sink)::
 
 Each configured sink gets its own lane: an asyncio task that claims the leading run of due rows of
 that sink (with a lease, so a crashed worker's rows come back when the lease lapses), groups them
-(rows of one check form one batch when the sink takes digests; for a rate-limited digest sink,
-everything due), sends the batches in order and
+(rows of one check form one batch when the sink takes digests; for a rate-limited or a ``bulk``
+digest sink -- a file -- everything due), sends the batches in order and
 marks each outcome. Order is strict per sink: after a retryable failure the lane stops and the rows
 behind the failing head wait for it. Lanes never wait for each other, so one failing or slow sink
 never delays another. A lane sleeps until the head row is due or until :meth:`Deliverer.wake` (the
@@ -126,11 +126,12 @@ def _batches(sink: Sink, rows: Sequence[Delivery]) -> list[list[Delivery]]:
     """Consecutive rows of one check form one batch when the sink takes digests.
 
     A rate-limited digest sink (``min_interval > 0``, e.g. Slack) takes everything that is due as
-    one batch: a burst from many checks would otherwise wait its turn message by message.
+    one batch: a burst from many checks would otherwise wait its turn message by message. So does
+    a ``bulk`` sink (a file: one write and one fsync for all of them).
     """
     if not sink.digest:
         return [[row] for row in rows]
-    if sink.min_interval > 0:
+    if sink.min_interval > 0 or sink.bulk:
         return [list(rows)] if rows else []
     batches: list[list[Delivery]] = []
     for row in rows:

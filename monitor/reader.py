@@ -7,15 +7,51 @@ either way in the charset the ``Content-Type`` header declares (:mod:`monitor.ch
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 from monitor.charset import charset_of
 from monitor.errors import ParseError
 from monitor.feed import FeedQuery, explain_feed, is_json, read_feed
-from monitor.parse import Explanation, Grammar, ParseResult, explain, parse_page
+from monitor.parse import (
+    Explanation,
+    Grammar,
+    ParseResult,
+    Reread,
+    Slice,
+    explain,
+    parse_page,
+    reread,
+)
 from monitor.parse.items import DEFAULT_GRAMMAR
 
-__all__ = ["Reader"]
+__all__ = ["How", "Memo", "Reader"]
+
+#: How :meth:`Reader.read_again` read a body: the same body as last time (nothing parsed), the
+#: remembered slice of a page (``monitor.parse.slice``), or the whole body.
+How = Literal["same_body", "slice", "whole"]
+_HOW: dict[str, How] = {"same": "same_body", "slice": "slice"}
+
+
+@dataclass(frozen=True, slots=True)
+class Memo:
+    """What a :class:`Reader` remembers of a source's last read: a cache (losing it costs time,
+    never a result): the body's digest and what it read as, and the page's slice."""
+
+    digest: bytes
+    result: ParseResult
+    slice: Slice | None = None
+    #: whole reads since the last read from a slice: a slice is learned at the 1st, 2nd, 4th,
+    #: 8th ... (a page that changes elsewhere on every fetch does not pay for learning each time)
+    whole_reads: int = 0
+
+
+def _digest(body: bytes, content_type: str) -> bytes:
+    """What identifies a response for reading: its body and the header that decides its charset."""
+    h = hashlib.sha256(body)
+    h.update(b"\0" + content_type.encode("latin-1", "replace"))
+    return h.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +78,45 @@ class Reader:
                 raise
         try:
             return parse_page(body, selector=self.selector, grammar=self.grammar, charset=charset)
+        except ParseError as exc:
+            if is_json(content_type):
+                raise ParseError(
+                    f"{exc}; the response is JSON: read it with a json_query"
+                ) from None
+            raise
+
+    def read_again(
+        self, body: bytes, content_type: str = "", memo: Memo | None = None
+    ) -> tuple[ParseResult, Memo, How]:
+        """:meth:`read`, for a source read before (``memo``, from the last call): a body equal to
+        the last one is not parsed again, and a page whose only change is in its ticker is read
+        from the ticker's remembered slice (``monitor.parse.slice``). Returns the result, the
+        memo for the next call, and how it was read."""
+        charset = self.charset or charset_of(content_type)
+        digest = _digest(body, content_type)
+        if memo is not None and memo.digest == digest:
+            return memo.result, memo, "same_body"
+        if self.query is not None or self.selector is not None:
+            result = self.read(body, content_type)
+            return result, Memo(digest, result), "whole"
+        hint = None if memo is None else memo.slice
+        whole = 1 if memo is None else memo.whole_reads + 1
+        got = self._reread(body, content_type, charset, hint, learning=whole & (whole - 1) == 0)
+        if got.how != "whole":
+            return got.result, Memo(digest, got.result, got.slice), _HOW[got.how]
+        return got.result, Memo(digest, got.result, got.slice, whole), "whole"
+
+    def _reread(
+        self,
+        body: bytes,
+        content_type: str,
+        charset: str | None,
+        hint: Slice | None,
+        *,
+        learning: bool,
+    ) -> Reread:
+        try:
+            return reread(body, grammar=self.grammar, charset=charset, hint=hint, learning=learning)
         except ParseError as exc:
             if is_json(content_type):
                 raise ParseError(

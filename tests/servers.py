@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TextIO
 
 __all__ = ["Handler", "LoopThread", "PageServer", "Reply", "Request", "ThreadedPageServer"]
 
@@ -445,8 +445,17 @@ class _FileWatch:
     content_type: str
     validators: bool = True
     stamp: tuple[int, int] = field(default=(-1, -1))
+    #: where each request is logged (``at query status version``), for the benchmarks
+    log: TextIO | None = None
+    version: str = ""
 
     def __call__(self, request: Request) -> Reply:
+        reply = self._reply(request)
+        if self.log is not None:
+            self.log.write(f"{request.at:.6f} {request.query} {reply.status} {self.version}\n")
+        return reply
+
+    def _reply(self, request: Request) -> Reply:
         try:
             stat = self.path.stat()
         except OSError:
@@ -454,8 +463,10 @@ class _FileWatch:
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp != self.stamp:
             self.stamp = stamp
+            body = self.path.read_bytes()
+            self.version = hashlib.sha256(body).hexdigest()[:12]
             self.server.set_page(
-                self.path.read_bytes(),
+                body,
                 content_type=self.content_type,
                 etag=self.validators,
                 last_modified=self.validators,
@@ -472,12 +483,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-validators", action="store_true", help="send no ETag/Last-Modified (never 304)"
     )
+    parser.add_argument(
+        "--log", type=Path, help="append 'monotonic-time query status page-version' per request"
+    )
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         server = PageServer(host=args.host, port=args.port, content_type=args.content_type)
+        log = None if args.log is None else args.log.open("a", encoding="utf-8", buffering=1)
         server.default = _FileWatch(
-            server, args.page, args.content_type, validators=not args.no_validators
+            server, args.page, args.content_type, validators=not args.no_validators, log=log
         )
         await server.start()
         print(server.url, flush=True)  # the parent reads the port from this line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -18,6 +19,7 @@ from monitor.errors import SinkError, StoreError
 from monitor.models import Delivery, Event, EventKind, NewDelivery, Reading, TargetState, Validators
 from monitor.outbox import Deliverer, RetryPolicy
 from monitor.sinks import Accepted, Sink
+from monitor.sinks.file import FileConfig, FileSink
 from monitor.store.sqlite import SqliteStore
 
 T0 = datetime(2025, 5, 16, 8, 30, tzinfo=UTC)
@@ -42,6 +44,7 @@ class FakeSink:
         name: str,
         *,
         digest: bool = False,
+        bulk: bool = False,
         min_interval: float = 0.0,
         failures: Sequence[BaseException] = (),
         always_fail: BaseException | None = None,
@@ -49,6 +52,7 @@ class FakeSink:
     ) -> None:
         self.name = name
         self.digest = digest
+        self.bulk = bulk
         self.min_interval = min_interval
         self.failures = list(failures)
         self.always_fail = always_fail
@@ -310,6 +314,26 @@ async def test_a_digest_sink_gets_one_batch_per_check(store: SqliteStore) -> Non
     assert await deliverer(store, digest, single, clock=Clock()).deliver_due() == 9
     assert digest.batches == [a, b, c]
     assert [len(batch) for batch in single.batches] == [1, 1, 1]
+
+
+async def test_a_bulk_sink_gets_everything_due_as_one_batch(store: SqliteStore) -> None:
+    bulk = FakeSink("file", digest=True, bulk=True)  # a file: one write, one fsync
+    a = await add(store, "file", [1, 2], check_id="c1")
+    b = await add(store, "file", [3], check_id="c2")
+    assert await deliverer(store, bulk, clock=Clock()).deliver_due() == 3
+    assert bulk.batches == [a + b]
+
+
+async def test_a_file_sink_writes_every_check_of_a_bulk_batch_as_its_lines(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "alerts.jsonl"
+    sink = FileSink("file", FileConfig(type="file", path=path))
+    a = await add(store, "file", [1], check_id="c1")
+    b = await add(store, "file", [2], check_id="c2")
+    assert await deliverer(store, sink, clock=Clock()).deliver_due() == 2
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [r["event_id"] for r in records] == a + b  # one line per check's pair, in order
 
 
 class SplittingSink(FakeSink):

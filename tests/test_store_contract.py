@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +31,7 @@ from monitor.models import (
     TargetState,
     Validators,
 )
-from monitor.store import ClusterStore, Member, OutboxCounts, TargetLease
+from monitor.store import CheckCommit, ClusterStore, Member, OutboxCounts, TargetLease
 from monitor.store.sqlite import SCHEMA_VERSION
 from tests.store_backends import (
     BACKENDS,
@@ -195,6 +196,75 @@ async def test_commit_check_is_all_or_nothing(
     assert len(await backend.observations()) == 1
     # and the store still works afterwards
     assert await commit(store, clock, [delivery(2)], state=after) == 1
+
+
+async def test_commit_checks_writes_each_check_as_commit_check_does(
+    backend: Backend, store: ClusterStore, clock: Clock
+) -> None:
+    at = clock()
+    commits = [
+        CheckCommit(
+            f"t{n}",
+            TargetState(snapshot=snapshot(f"0.{n}")),
+            Validators(etag=f'"e{n}"'),
+            snapshot(f"0.{n}"),
+            at,
+            [NewDelivery(event=event(n, target=f"t{n}"), sink="slack", check_id=f"c{n}")],
+        )
+        for n in range(1, 4)
+    ]
+    assert await store.commit_checks(commits) == [1, 1, 1]
+    for n in range(1, 4):
+        state, validators = await store.load_target(f"t{n}")
+        assert state.snapshot == snapshot(f"0.{n}")
+        assert validators == Validators(etag=f'"e{n}"')
+    assert sorted(t for t, _, _ in await backend.observations()) == ["t1", "t2", "t3"]
+    assert len(await rows(store)) == 3
+    assert await store.commit_checks(commits[:1]) == [0]  # the same rows again: deduplicated
+    assert await store.commit_checks([]) == []
+
+
+async def test_a_failing_check_in_commit_checks_is_rolled_back_alone(
+    backend: Backend, store: ClusterStore, clock: Clock
+) -> None:
+    """Group commit loses nothing: the check whose writes fail keeps its old state and writes no
+    row (its next check finds the change again); the checks around it are written."""
+    before = TargetState(consecutive_failures=1, snapshot=snapshot("0.1"))
+    await commit(store, clock, [], target="bad", state=before, observed=snapshot("0.1"))
+    at = clock.advance(60)
+    good = [
+        CheckCommit(
+            f"t{n}",
+            TargetState(snapshot=snapshot("0.2")),
+            Validators(),
+            snapshot("0.2"),
+            at,
+            [NewDelivery(event=event(n, target=f"t{n}"), sink="slack", check_id=f"c{n}")],
+        )
+        for n in (1, 2)
+    ]
+    # after the state and the history row, its second outbox row cannot be written
+    broken = NewDelivery(event=event(9, target="bad"), sink="slack", check_id=None)  # type: ignore[arg-type]
+    bad = CheckCommit(
+        "bad",
+        TargetState(snapshot=snapshot("0.2")),
+        Validators(),
+        snapshot("0.2"),
+        at,
+        [NewDelivery(event=event(8, target="bad"), sink="slack", check_id="c8"), broken],
+    )
+    first, failed, last = await store.commit_checks([good[0], bad, good[1]])
+    assert (first, last) == (1, 1)
+    assert isinstance(failed, StoreError)
+    assert "commit_check" in str(failed)
+    assert (await store.load_target("bad"))[0] == before
+    assert (await store.load_target("t1"))[0].snapshot == snapshot("0.2")
+    assert (await store.load_target("t2"))[0].snapshot == snapshot("0.2")
+    assert sorted(r["target"] for r in (await rows(store)).values()) == ["t1", "t2"]
+    assert sorted(t for t, _, _ in await backend.observations()) == ["bad", "t1", "t2"]
+    # and the store goes on: the check's next try is written whole
+    assert await store.commit_checks([replace(bad, deliveries=bad.deliveries[:1])]) == [1]
+    assert (await store.load_target("bad"))[0].snapshot == snapshot("0.2")
 
 
 async def test_the_same_delivery_twice_is_one_row(store: ClusterStore, clock: Clock) -> None:

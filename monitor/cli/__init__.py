@@ -1,5 +1,7 @@
 """The command line. One module per command; each has ``register(sub)`` and is listed in
-:data:`COMMANDS` -- adding a command is one new module and one line there.
+:data:`COMMANDS` -- adding a command is one new module and one line there. Only the module of the
+command given is imported (``check FILE`` need not load the daemon's parts); ``--help`` imports
+them all.
 
 Every failure ends in one line on stderr, never a traceback; unexpected bugs say so in one line too
 (and log the traceback at debug). Exit codes are in :mod:`monitor.cli.common`.
@@ -8,6 +10,7 @@ Every failure ends in one line on stderr, never a traceback; unexpected bugs say
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,19 +18,6 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from monitor import __version__
-from monitor.cli import (
-    alerts,
-    check,
-    config,
-    demo,
-    history,
-    rules,
-    run,
-    silence,
-    status,
-    test_sink,
-    validate,
-)
 from monitor.cli.common import EXIT_FETCH, EXIT_OK, EXIT_USAGE, Exit, Subparsers
 from monitor.errors import ConfigError, FetchError, MonitorError
 from monitor.logs import configure_logging
@@ -36,36 +26,48 @@ __all__ = ["COMMANDS", "main"]
 
 log = structlog.get_logger("monitor.cli")
 
-#: every command's ``register``, in the order ``--help`` lists them
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    run.register,
-    demo.register,
-    status.register,
-    check.register,
-    history.register,
-    alerts.register,
-    test_sink.register,
-    config.register,
-    silence.register,
-    rules.register,
-    validate.register,
+#: every command and the module (in ``monitor.cli``) that registers it, in the order ``--help``
+#: lists them
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("run", "run"),
+    ("demo", "demo"),
+    ("status", "status"),
+    ("check", "check"),
+    ("history", "history"),
+    ("alerts", "alerts"),
+    ("test-sink", "test_sink"),
+    ("config", "config"),
+    ("silence", "silence"),
+    ("rules", "rules"),
+    ("validate", "validate"),
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _register(module: str) -> Callable[[Subparsers], None]:
+    register: Callable[[Subparsers], None] = importlib.import_module(
+        f"monitor.cli.{module}"
+    ).register
+    return register
+
+
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser: of the command named in ``argv`` alone when there is one, else of all."""
     parser = argparse.ArgumentParser(
         prog="ticker-monitor",
         description="Watch pages carrying a rate ticker and alert on every change.",
     )
     parser.add_argument("--version", action="version", version=f"ticker-monitor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in COMMANDS:
-        register(sub)
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    named = [module for name, module in COMMANDS if name == first]
+    for module in named or [module for _, module in COMMANDS]:
+        _register(module)(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 -- one exit per kind of failure
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv).parse_args(argv)
     # Until a command configures its own: warnings and errors only, on stderr (stdout is output).
     configure_logging(level="warning", fmt="auto")
     command: Callable[[argparse.Namespace], int] = args.func

@@ -10,7 +10,6 @@ from pathlib import Path
 from monitor import __version__
 from monitor.cli.common import EXIT_FETCH, EXIT_USAGE, fail
 from monitor.errors import FetchError
-from monitor.fetch import FetchPolicy, fetch_once, safe_url
 
 __all__ = ["read_source"]
 
@@ -18,6 +17,9 @@ __all__ = ["read_source"]
 def read_source(source: str, timeout: float, max_bytes: int) -> tuple[bytes, str, str]:
     """The body, its Content-Type (``""`` for files and stdin) and how to name the source."""
     if source.startswith(("http://", "https://")):
+        # imported here: httpx and aiohttp are a fifth of a second that a file does not need
+        from monitor.fetch import FetchPolicy, fetch_once, safe_url  # noqa: PLC0415
+
         policy = FetchPolicy(timeout=timeout, max_bytes=max_bytes)
         user_agent = f"ticker-monitor/{__version__}"
         try:

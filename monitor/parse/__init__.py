@@ -88,8 +88,17 @@ from monitor.charset import to_utf8
 from monitor.errors import ParseError
 from monitor.models import Snapshot
 from monitor.parse.assemble import Entry, ParseResult, assemble
-from monitor.parse.html import MAX_DEPTH, MAX_HTML_BYTES, blocks, check_selector, is_html, read_html
+from monitor.parse.html import (
+    MAX_DEPTH,
+    MAX_HTML_BYTES,
+    blocks,
+    check_selector,
+    is_html,
+    item_hits,
+    read_html,
+)
 from monitor.parse.items import DEFAULT_GRAMMAR, MAX_LINE, Grammar, diagnose, shown
+from monitor.parse.slice import Slice, learn, read_slice
 from monitor.parse.text import text_blocks
 
 __all__ = [
@@ -100,10 +109,13 @@ __all__ = [
     "Explanation",
     "Grammar",
     "ParseResult",
+    "Reread",
+    "Slice",
     "check_selector",
     "explain",
     "parse",
     "parse_page",
+    "reread",
 ]
 
 
@@ -143,6 +155,43 @@ def parse_page(
             raise ParseError(f"no ticker found{how}")
         return result
     return read_html(raw, selector, grammar)
+
+
+@dataclass(frozen=True, slots=True)
+class Reread:
+    """What :func:`reread` gave: the page's result, the slice to give it next time (None: none
+    found) and how it was read: ``same`` (the slice's bytes and the rest of the page are as
+    they were: nothing was parsed), ``slice`` or ``whole``."""
+
+    result: ParseResult
+    slice: Slice | None
+    how: str
+
+
+def reread(
+    page: bytes,
+    *,
+    grammar: Grammar | None = None,
+    charset: str | None = None,
+    hint: Slice | None = None,
+    learning: bool = True,
+) -> Reread:
+    """:func:`parse_page` of a page (without a selector) read before: from its remembered slice
+    ``hint`` when the page is as that slice needs (``monitor.parse.slice``), else whole, learning
+    its slice for the next time (with ``learning``: it costs about two whole reads). Raises
+    ``ParseError`` as :func:`parse_page` does."""
+    grammar = DEFAULT_GRAMMAR if grammar is None else grammar
+    raw, text = _decoded(page, charset, None)
+    if text is not None:
+        return Reread(parse_page(page, grammar=grammar, charset=charset), None, "whole")
+    if hint is not None:
+        found = read_slice(raw, hint, grammar)
+        if found is not None:
+            result, memo = found
+            return Reread(result, memo, "same" if memo is hint else "slice")
+    hits = item_hits(raw)
+    result = read_html(raw, None, grammar, hits=hits)
+    return Reread(result, learn(raw, result, grammar, hits) if learning else None, "whole")
 
 
 def _decoded(

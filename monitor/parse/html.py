@@ -23,7 +23,15 @@ from monitor.errors import ParseError
 from monitor.parse.assemble import Entry, ParseResult, assemble
 from monitor.parse.items import Grammar
 
-__all__ = ["MAX_DEPTH", "MAX_HTML_BYTES", "blocks", "check_selector", "is_html", "read_html"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_HTML_BYTES",
+    "blocks",
+    "check_selector",
+    "is_html",
+    "item_hits",
+    "read_html",
+]
 
 #: An HTML page is read up to this many bytes (of UTF-8).
 MAX_HTML_BYTES: Final = 8 * 1024 * 1024
@@ -120,9 +128,13 @@ _NEST_TOKEN: Final = re.compile(
 _RAW_END: Final = {tag: b"</" + tag for tag in _RAW_TEXT_TAGS.split()}
 
 
-def _last_item_hit(raw: bytes, limit: int) -> int | None:
+def item_hits(raw: bytes) -> list[int]:
+    """Where the raw HTML (its first ``MAX_HTML_BYTES``) holds ticker-looking items, in order."""
+    return [match.start() for match in _HIT.finditer(raw, 0, min(len(raw), MAX_HTML_BYTES))]
+
+
+def _last_item_hit(raw: bytes, limit: int, starts: list[int]) -> int | None:
     """Where the raw HTML's last ticker-looking item is; None when the scan cannot tell."""
-    starts = [match.start() for match in _HIT.finditer(raw, 0, limit)]
     for pos in reversed(starts):
         if _REV_CODE.match(raw[max(0, pos - _PAIR_WINDOW) : pos][::-1]) is not None:
             # an item past this point written with entities would escape the scan
@@ -191,15 +203,20 @@ def _nothing(grammar: Grammar, selector: str | None) -> str:
     return f"no ticker found{where}{how}"
 
 
-def read_html(raw: bytes, selector: str | None, grammar: Grammar) -> ParseResult:
-    """Read the ticker of an HTML page (UTF-8 bytes); raise ParseError when there is none."""
+def read_html(
+    raw: bytes, selector: str | None, grammar: Grammar, *, hits: list[int] | None = None
+) -> ParseResult:
+    """Read the ticker of an HTML page (UTF-8 bytes); raise ParseError when there is none.
+
+    ``hits``: the page's :func:`item_hits`, when the caller has them already.
+    """
     limit = min(len(raw), MAX_HTML_BYTES)
     if (
         grammar.pattern is None
         and limit > _PREFIX_MIN
         and (selector is None or _PREFIX_UNSAFE_SELECTOR.search(selector) is None)
     ):
-        hit = _last_item_hit(raw, limit)
+        hit = _last_item_hit(raw, limit, item_hits(raw) if hits is None else hits)
         if hit is not None:
             for margin in _PREFIX_MARGINS:
                 end = hit + margin

@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
 from monitor.backoff import parse_retry_after
@@ -125,7 +126,7 @@ async def post(
             f"{label}: the request could not be built (check the URL and headers)",
             retryable=False,
         ) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, aiohttp.ClientError) as exc:  # aiohttp's: what the transport passes
         raise SinkError(f"{label}: {describe(exc)}", retryable=True) from None
     except (OSError, ssl.SSLError) as exc:  # pragma: no cover -- httpx wraps these; a belt
         raise SinkError(f"{label}: {describe(exc)}", retryable=True) from None

@@ -91,6 +91,7 @@ class AppriseSink:
     """Notifies every configured Apprise URL."""
 
     digest = True
+    bulk = False
     min_interval = 0.0
 
     def __init__(self, name: str, config: AppriseConfig) -> None:

@@ -33,6 +33,7 @@ class ConsoleSink:
     """Writes one line per pair per check to a text stream (standard output by default)."""
 
     digest = True
+    bulk = True
     min_interval = 0.0
 
     def __init__(self, name: str, config: ConsoleConfig, *, stream: TextIO | None = None) -> None:

@@ -162,6 +162,7 @@ class EmailSink:
     """Sends one mail per batch over SMTP, with explicit TLS."""
 
     digest = True
+    bulk = False
     min_interval = 0.0
 
     def __init__(

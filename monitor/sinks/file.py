@@ -138,6 +138,7 @@ class FileSink:
     """Appends JSON Lines to one file, durably."""
 
     digest = True
+    bulk = True
     min_interval = 0.0
 
     def __init__(self, name: str, config: FileConfig) -> None:

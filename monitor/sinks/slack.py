@@ -123,6 +123,8 @@ class SlackSink:
     """Posts deliveries to one Slack incoming webhook."""
 
     digest = True
+    #: a rate-limited one takes everything due at once anyway (see ``monitor.outbox``)
+    bulk = False
 
     def __init__(
         self, name: str, config: SlackConfig, *, http: httpx.AsyncClient | None = None

@@ -118,6 +118,8 @@ class WebhookSink:
     """Posts batches of events as signed JSON to one URL."""
 
     digest = True
+    #: a rate-limited one takes everything due at once anyway (see ``monitor.outbox``)
+    bulk = False
 
     def __init__(
         self, name: str, config: WebhookConfig, *, http: httpx.AsyncClient | None = None

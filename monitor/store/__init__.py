@@ -9,7 +9,9 @@ unit tests of other modules. ``open_store`` picks the backend from the ``databas
 
 The promise every backend keeps: ``commit_check`` writes the new target state, its history row and
 its outbox rows in ONE transaction, so a crash can neither lose an alert nor advance state without
-its alerts. Outbox rows are unique by ``dedup_key`` (insert-or-ignore). A row whose delivery carries
+its alerts. ``commit_checks`` does the same for several checks in one transaction (one fsync:
+``monitor.store.group`` gathers the checks that finish together), each check still all or nothing.
+Outbox rows are unique by ``dedup_key`` (insert-or-ignore). A row whose delivery carries
 ``silenced_by`` is written with status ``silenced`` and never claimed.
 
 Silences live in the store too, so every instance sharing it honours them: a check reads its
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from monitor.errors import StoreError
 from monitor.models import (
     Delivery,
     Event,
@@ -48,6 +51,19 @@ class OutboxCounts:
     sink: str
     status: str
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCommit:
+    """What one check writes: the arguments of :meth:`Store.commit_check`, for
+    :meth:`Store.commit_checks`."""
+
+    target: str
+    state: TargetState
+    validators: Validators
+    observed: Snapshot | None
+    observed_at: datetime
+    deliveries: Sequence[NewDelivery] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +156,16 @@ class Store(Protocol):
         """Write state, history (when ``observed``) and outbox rows atomically.
 
         Returns how many outbox rows were inserted (a dedup key already present inserts nothing).
+        """
+        ...
+
+    async def commit_checks(self, commits: Sequence[CheckCommit]) -> list[int | StoreError]:
+        """Several checks' :meth:`commit_check` in ONE transaction, in order, each all or nothing.
+
+        Returns, for each, how many outbox rows it inserted, or the ``StoreError`` that kept it
+        out (nothing of it was written; the others were). Everything returned as written is
+        durable when this returns. Raises ``StoreError`` when the transaction itself fails:
+        then none of them was written.
         """
         ...
 

@@ -29,7 +29,14 @@ from monitor.models import (
     Validators,
     utc,
 )
-from monitor.store import Member, Observation, OutboxCounts, OutboxRow, TargetLease
+from monitor.store import (
+    CheckCommit,
+    Member,
+    Observation,
+    OutboxCounts,
+    OutboxRow,
+    TargetLease,
+)
 from monitor.store.codec import (
     OUTBOX_COLUMNS,
     ROW_COLUMNS,
@@ -209,6 +216,25 @@ class MemoryStore:
             )
             inserted += 1
         return inserted
+
+    async def commit_checks(self, commits: Sequence[CheckCommit]) -> list[int | StoreError]:
+        await self._enter("commit_checks")
+        outcomes: list[int | StoreError] = []
+        for c in commits:
+            try:
+                outcomes.append(
+                    await self.commit_check(
+                        c.target,
+                        state=c.state,
+                        validators=c.validators,
+                        observed=c.observed,
+                        observed_at=c.observed_at,
+                        deliveries=c.deliveries,
+                    )
+                )
+            except StoreError as exc:  # all or nothing per check: nothing of it was written
+                outcomes.append(exc)
+        return outcomes
 
     # --- outbox --------------------------------------------------------------------------------
 

@@ -50,7 +50,14 @@ from monitor.models import (
     utc,
 )
 from monitor.redact import LoggerGuard, Scrubber
-from monitor.store import Member, Observation, OutboxCounts, OutboxRow, TargetLease
+from monitor.store import (
+    CheckCommit,
+    Member,
+    Observation,
+    OutboxCounts,
+    OutboxRow,
+    TargetLease,
+)
 from monitor.store.codec import (
     OUTBOX_COLUMNS,
     ROW_COLUMNS,
@@ -420,56 +427,80 @@ class PostgresStore:
         observed_at: datetime,
         deliveries: Sequence[NewDelivery],
     ) -> int:
-        at = utc(observed_at)
-        state_json = dumps(state.to_json())
-        snapshot_json = None if observed is None else dumps(observed.to_json())
+        commit = CheckCommit(target, state, validators, observed, observed_at, deliveries)
         async with self._tx("commit_check") as conn:
+            return await self._write_check(conn, commit)
+
+    async def commit_checks(self, commits: Sequence[CheckCommit]) -> list[int | StoreError]:
+        """One transaction (one commit, one WAL flush) for all of ``commits``, each in a
+        savepoint of its own: a check whose writes fail is rolled back alone."""
+        outcomes: list[int | StoreError] = []
+        if not commits:
+            return outcomes
+        async with self._tx("commit_checks") as conn:
+            for commit in commits:
+                try:
+                    async with conn.transaction():  # a savepoint
+                        outcomes.append(await self._write_check(conn, commit))
+                except psycopg.Error as exc:
+                    outcomes.append(self._error("commit_check", exc))
+                except (TypeError, ValueError) as exc:
+                    outcomes.append(
+                        StoreError(f"commit_check: unstorable value ({type(exc).__name__})")
+                    )
+        return outcomes
+
+    async def _write_check(self, conn: psycopg.AsyncConnection[Any], commit: CheckCommit) -> int:
+        """One check's rows, inside the caller's transaction; how many outbox rows were new."""
+        target, validators, deliveries = commit.target, commit.validators, commit.deliveries
+        at = utc(commit.observed_at)
+        state_json = dumps(commit.state.to_json())
+        snapshot_json = None if commit.observed is None else dumps(commit.observed.to_json())
+        await conn.execute(
+            "INSERT INTO targets (name, state_json, etag, last_modified, updated_at)"
+            " VALUES (%(name)s, %(state)s, %(etag)s, %(lm)s, %(at)s)"
+            " ON CONFLICT (name) DO UPDATE SET state_json = excluded.state_json,"
+            " etag = excluded.etag, last_modified = excluded.last_modified,"
+            " updated_at = excluded.updated_at",
+            {
+                "name": target,
+                "state": state_json,
+                "etag": validators.etag,
+                "lm": validators.last_modified,
+                "at": at,
+            },
+        )
+        if snapshot_json is not None:
             await conn.execute(
-                "INSERT INTO targets (name, state_json, etag, last_modified, updated_at)"
-                " VALUES (%(name)s, %(state)s, %(etag)s, %(lm)s, %(at)s)"
-                " ON CONFLICT (name) DO UPDATE SET state_json = excluded.state_json,"
-                " etag = excluded.etag, last_modified = excluded.last_modified,"
-                " updated_at = excluded.updated_at",
-                {
-                    "name": target,
-                    "state": state_json,
-                    "etag": validators.etag,
-                    "lm": validators.last_modified,
-                    "at": at,
-                },
+                "INSERT INTO observations (target, observed_at, snapshot_json) VALUES (%s, %s, %s)",
+                (target, at, snapshot_json),
             )
-            if snapshot_json is not None:
-                await conn.execute(
-                    "INSERT INTO observations (target, observed_at, snapshot_json)"
-                    " VALUES (%s, %s, %s)",
-                    (target, at, snapshot_json),
-                )
-            if not deliveries:
-                return 0
-            # One statement for every row, in order (ids ascend with it); a new row is due at once
-            # by the database's clock.
-            cur = await conn.execute(
-                _q(
-                    "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
-                    " silenced_by, created_at, next_attempt_at, updated_at)"
-                    " SELECT k, s, t, c, e, st, sb, %(at)s, {now}, %(at)s"
-                    " FROM unnest(%(keys)s::text[], %(sinks)s::text[], %(targets)s::text[],"
-                    " %(checks)s::text[], %(events)s::text[], %(statuses)s::text[],"
-                    " %(silenced)s::text[]) WITH ORDINALITY AS r (k, s, t, c, e, st, sb, n)"
-                    " ORDER BY n ON CONFLICT (dedup_key) DO NOTHING"
-                ),
-                self._p(
-                    at=at,
-                    keys=[d.dedup_key for d in deliveries],
-                    sinks=[d.sink for d in deliveries],
-                    targets=[d.event.target for d in deliveries],
-                    checks=[d.check_id for d in deliveries],
-                    events=[dumps(d.event.to_json()) for d in deliveries],
-                    statuses=[row_status(d) for d in deliveries],
-                    silenced=[d.silenced_by for d in deliveries],
-                ),
-            )
-            return max(cur.rowcount, 0)
+        if not deliveries:
+            return 0
+        # One statement for every row, in order (ids ascend with it); a new row is due at once
+        # by the database's clock.
+        cur = await conn.execute(
+            _q(
+                "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
+                " silenced_by, created_at, next_attempt_at, updated_at)"
+                " SELECT k, s, t, c, e, st, sb, %(at)s, {now}, %(at)s"
+                " FROM unnest(%(keys)s::text[], %(sinks)s::text[], %(targets)s::text[],"
+                " %(checks)s::text[], %(events)s::text[], %(statuses)s::text[],"
+                " %(silenced)s::text[]) WITH ORDINALITY AS r (k, s, t, c, e, st, sb, n)"
+                " ORDER BY n ON CONFLICT (dedup_key) DO NOTHING"
+            ),
+            self._p(
+                at=at,
+                keys=[d.dedup_key for d in deliveries],
+                sinks=[d.sink for d in deliveries],
+                targets=[d.event.target for d in deliveries],
+                checks=[d.check_id for d in deliveries],
+                events=[dumps(d.event.to_json()) for d in deliveries],
+                statuses=[row_status(d) for d in deliveries],
+                silenced=[d.silenced_by for d in deliveries],
+            ),
+        )
+        return max(cur.rowcount, 0)
 
     # --- outbox --------------------------------------------------------------------------------
 

@@ -61,7 +61,14 @@ from monitor.models import (
     Validators,
     utc,
 )
-from monitor.store import Member, Observation, OutboxCounts, OutboxRow, TargetLease
+from monitor.store import (
+    CheckCommit,
+    Member,
+    Observation,
+    OutboxCounts,
+    OutboxRow,
+    TargetLease,
+)
 from monitor.store.codec import (
     OUTBOX_COLUMNS,
     ROW_COLUMNS,
@@ -256,6 +263,72 @@ def _after_step_back(
     if lease_until is not None and lease_until > until:
         lease_until = until
     return next_attempt_at, lease_until
+
+
+#: One check's rows, serialized: its name, state, validators, time, history row and outbox rows.
+_CheckRows = tuple[
+    str,
+    str,
+    str | None,
+    str | None,
+    str,
+    str | None,
+    list[tuple[str, str, str, str, str, str, str, str | None]],
+]
+
+
+def _prepared(commit: CheckCommit) -> _CheckRows | StoreError:
+    """``commit`` as the rows it writes, or the StoreError of a value that cannot be stored."""
+    try:
+        at = _ts(commit.observed_at)
+        state_json = dumps(commit.state.to_json())
+        observed = commit.observed
+        snapshot_json = None if observed is None else dumps(observed.to_json())
+        rows = [
+            (
+                d.dedup_key,
+                d.sink,
+                d.event.target,
+                d.check_id,
+                dumps(d.event.to_json()),
+                at,
+                row_status(d),
+                d.silenced_by,
+            )
+            for d in commit.deliveries
+        ]
+    except (TypeError, ValueError, AttributeError) as exc:
+        return StoreError(f"commit_check: unstorable value ({type(exc).__name__})")
+    v = commit.validators
+    return commit.target, state_json, v.etag, v.last_modified, at, snapshot_json, rows
+
+
+def _write_check(conn: sqlite3.Connection, rows: _CheckRows) -> int:
+    """Write one check's rows (inside a transaction); how many outbox rows were new."""
+    target, state_json, etag, last_modified, at, snapshot_json, outbox = rows
+    conn.execute(
+        "INSERT INTO targets (name, state_json, etag, last_modified, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET state_json = excluded.state_json,"
+        " etag = excluded.etag, last_modified = excluded.last_modified,"
+        " updated_at = excluded.updated_at",
+        (target, state_json, etag, last_modified, at),
+    )
+    if snapshot_json is not None:
+        conn.execute(
+            "INSERT INTO observations (target, observed_at, snapshot_json) VALUES (?, ?, ?)",
+            (target, at, snapshot_json),
+        )
+    if not outbox:
+        return 0
+    cur = conn.executemany(
+        "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
+        " attempts, created_at, next_attempt_at, updated_at, silenced_by)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?7, 0, ?6, ?6, ?6, ?8)"
+        " ON CONFLICT (dedup_key) DO NOTHING",
+        outbox,
+    )
+    return max(cur.rowcount, 0)
 
 
 def _begin(conn: sqlite3.Connection) -> None:
@@ -459,54 +532,48 @@ class SqliteStore:
         observed_at: datetime,
         deliveries: Sequence[NewDelivery],
     ) -> int:
-        def work(conn: sqlite3.Connection) -> int:
+        commit = CheckCommit(target, state, validators, observed, observed_at, deliveries)
+        (outcome,) = await self.commit_checks([commit])
+        if isinstance(outcome, StoreError):
+            raise outcome
+        return outcome
+
+    async def commit_checks(self, commits: Sequence[CheckCommit]) -> list[int | StoreError]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` (one fsync) for all of ``commits``, each in a
+        savepoint of its own: a check whose writes fail is rolled back alone. An error that ends
+        the whole transaction (SQLite rolls back on a full disk, an I/O error) is raised."""
+        if not commits:
+            return []
+
+        def work(conn: sqlite3.Connection) -> list[int | StoreError]:
             # Serialize before taking the write lock: the lock is held only for the writes.
-            at = _ts(observed_at)
-            state_json = dumps(state.to_json())
-            snapshot_json = None if observed is None else dumps(observed.to_json())
-            rows = [
-                (
-                    d.dedup_key,
-                    d.sink,
-                    d.event.target,
-                    d.check_id,
-                    dumps(d.event.to_json()),
-                    at,
-                    row_status(d),
-                    d.silenced_by,
-                )
-                for d in deliveries
-            ]
+            prepared = [_prepared(c) for c in commits]
+            outcomes: list[int | StoreError] = []
 
-            def write(conn: sqlite3.Connection) -> int:
-                conn.execute(
-                    "INSERT INTO targets (name, state_json, etag, last_modified, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET state_json = excluded.state_json,"
-                    " etag = excluded.etag, last_modified = excluded.last_modified,"
-                    " updated_at = excluded.updated_at",
-                    (target, state_json, validators.etag, validators.last_modified, at),
-                )
-                if snapshot_json is not None:
-                    conn.execute(
-                        "INSERT INTO observations (target, observed_at, snapshot_json)"
-                        " VALUES (?, ?, ?)",
-                        (target, at, snapshot_json),
-                    )
-                if not rows:
-                    return 0
-                cur = conn.executemany(
-                    "INSERT INTO outbox (dedup_key, sink, target, check_id, event_json, status,"
-                    " attempts, created_at, next_attempt_at, updated_at, silenced_by)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?7, 0, ?6, ?6, ?6, ?8)"
-                    " ON CONFLICT (dedup_key) DO NOTHING",
-                    rows,
-                )
-                return max(cur.rowcount, 0)
+            def write(conn: sqlite3.Connection) -> None:
+                for rows in prepared:
+                    if isinstance(rows, StoreError):
+                        outcomes.append(rows)
+                        continue
+                    conn.execute("SAVEPOINT one_check")
+                    try:
+                        inserted = _write_check(conn, rows)
+                    except sqlite3.Error as exc:
+                        if not conn.in_transaction:  # SQLite rolled the whole transaction back
+                            raise
+                        conn.execute("ROLLBACK TO one_check")
+                        conn.execute("RELEASE one_check")
+                        outcomes.append(
+                            StoreError(f"commit_check: sqlite {type(exc).__name__}: {exc}")
+                        )
+                    else:
+                        conn.execute("RELEASE one_check")
+                        outcomes.append(inserted)
 
-            return _transaction(conn, write)
+            _transaction(conn, write)
+            return outcomes
 
-        return await self._call("commit_check", work)
+        return await self._call("commit_checks", work)
 
     # --- outbox --------------------------------------------------------------------------------
 

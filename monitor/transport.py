@@ -1,0 +1,49 @@
+"""The HTTP transport under httpx: aiohttp's connections and C parser (``httpx-aiohttp``).
+
+httpx stays the interface (``httpx.AsyncClient``, its requests, responses and errors); the
+requests go out through aiohttp, whose C HTTP parser and connection pool cost a fraction of
+httpcore's CPU per response (``docs/performance.md``). :func:`aiohttp_transport` makes one for a
+client: verified TLS (``SSL_CERT_FILE`` honoured, as httpx does), proxies from the environment, no
+cookie jar (checks stay independent), and bodies left as sent (``monitor.fetch`` inflates them in
+bounded steps). The transport maps aiohttp's errors to httpx's, raised *from* aiohttp's own; the
+callers translate both at their boundary (``monitor.fetch``, ``monitor.sinks._http``).
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+__all__ = ["LIMITS", "aiohttp_transport"]
+
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
+
+
+def aiohttp_transport(limits: httpx.Limits = LIMITS) -> httpx.AsyncBaseTransport:
+    """A new transport; its aiohttp session is made on first use, inside the running loop."""
+    tls = httpx.create_ssl_context(verify=True, trust_env=True)
+
+    def session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=limits.max_connections or 100,
+                keepalive_timeout=limits.keepalive_expiry or 30.0,
+                ssl=tls,
+            ),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=True,
+            auto_decompress=False,
+        )
+
+    return _AiohttpTransport(client=session, limits=limits)
+
+
+class _AiohttpTransport(AiohttpTransport):
+    """The aiohttp transport, sent the URL without its userinfo: httpx has turned that into the
+    ``Authorization`` header already, and aiohttp refuses both at once."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.userinfo:
+            request.url = request.url.copy_with(username=None, password=None)
+        return await super().handle_async_request(request)
