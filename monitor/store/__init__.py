@@ -262,7 +262,16 @@ class ClusterStore(Store, Protocol):
     :meth:`leave` can release everything an instance holds. Leases are compared on the store's
     clock (see the module's docstring). A backend owned by one process implements the same
     methods on its own tables, so the daemon has one code path.
+
+    When each target's last check began is kept apart from its lease (it outlives a release, a
+    ``leave`` and a lapse), so whoever takes a target over knows when it is due.
     """
+
+    @property
+    def single_daemon(self) -> bool:
+        """True for a backend only one daemon may use at a time (SQLite: one file on one host);
+        the daemon refuses to start next to another live member of it."""
+        ...
 
     async def register(self, member: str, *, host: str, pid: int, now: datetime) -> None:
         """Join, or join again after a restart: ``started_at`` and ``last_heartbeat`` are now."""
