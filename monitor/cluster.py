@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,7 +67,7 @@ log = structlog.get_logger("monitor.cluster")
 _SLACK_SHARE = 0.1
 #: ... and at most this many seconds: scheduling noise (a late run followed by one on time)
 _SLACK_MAX = 1.0
-#: how often silent members are forgotten (seconds)
+#: how often silent members are forgotten (seconds; every so many heartbeats)
 _FORGET_EVERY = 60.0
 
 
@@ -126,7 +125,7 @@ class MemberView:
     started_at: datetime
     #: by the store's clock
     last_heartbeat: datetime
-    #: heartbeat within one lease
+    #: its last heartbeat is less than one lease old
     alive: bool
     #: the targets it holds a live lease on
     targets: tuple[str, ...]
@@ -171,7 +170,8 @@ def draw(
             pid=m.pid,
             started_at=m.started_at,
             last_heartbeat=m.last_heartbeat,
-            alive=(now - m.last_heartbeat).total_seconds() <= lease,
+            # as its leases: a member and its leases end one lease after its last heartbeat
+            alive=(now - m.last_heartbeat).total_seconds() < lease,
             targets=tuple(sorted(t for t, o in live.items() if o == m.id)),
         )
         for m in members
@@ -225,8 +225,9 @@ class Cluster:
     #: the targets this member holds, as of its last heartbeat or turn
     held: set[str] = field(default_factory=set)
     view: ClusterView | None = None
-    _free_since: dict[str, float] = field(default_factory=dict)
-    _forgot_at: float = -math.inf
+    #: the targets the previous heartbeat found free
+    _free_before: set[str] = field(default_factory=set)
+    _ticks: int = 0
     _warned: set[str] = field(default_factory=set)
 
     @property
@@ -306,8 +307,8 @@ class Cluster:
             leases[target] = TargetLease(
                 target, me, db_now + timedelta(seconds=lease), view.checked_at.get(target)
             )
-        if time.monotonic() - self._forgot_at >= _FORGET_EVERY:
-            self._forgot_at = time.monotonic()
+        self._ticks += 1
+        if self._ticks % max(round(_FORGET_EVERY / self.policy.heartbeat_every), 1) == 1:
             silent_for = self.policy.forget_after
             if await store.forget_members(silent_for=silent_for, now=now):
                 members = [
@@ -341,20 +342,18 @@ class Cluster:
         """Take free targets up to the fair share, and those free for a heartbeat already."""
         _, share = self._share(view)
         free = sorted(t for t in self.targets if t not in view.owners and t not in self.held)
-        seen = time.monotonic()
-        self._free_since = {t: self._free_since.get(t, seen) for t in free}
+        before, self._free_before = self._free_before, set(free)
         taken: list[str] = []
         for target in free:
-            waited = seen - self._free_since[target] >= self.policy.heartbeat_every * 0.9
-            if len(self.held) >= share and not waited:
-                continue  # a member below its share takes it first
+            if len(self.held) >= share and target not in before:
+                continue  # a member below its share takes it first; else the next heartbeat
             if not await self.store.acquire_target(
                 target, owner=self.member, lease=self.policy.lease, now=now
             ):
                 continue  # another member was quicker
             self.held.add(target)
             taken.append(target)
-            del self._free_since[target]
+            self._free_before.discard(target)
             previous = view.checked_at.get(target)
             log.info(
                 "target_acquired",
@@ -375,7 +374,7 @@ class Cluster:
             m
             for m in members
             if m.id != self.member
-            and (mine - m.last_heartbeat).total_seconds() <= self.policy.lease
+            and (mine - m.last_heartbeat).total_seconds() < self.policy.lease
         ]
 
     def _warn_if_shared(self, members: Sequence[Member]) -> None:

@@ -78,9 +78,7 @@ def test_down_after_time_is_the_old_name_of_down_for(tmp_path: Path) -> None:
         rule("") + '[[targets]]\nname = "b"\nurl = "https://b.example/"\n'
         'down_for = "30m"\ndown_after_time = "20m"\n',
     )
-    assert both == [
-        "targets[1].down_after_time: is the old name of down_for; set only one of them"
-    ]
+    assert both == ["targets[1].down_after_time: is the old name of down_for; set only one of them"]
 
 
 @pytest.mark.parametrize(
