@@ -373,8 +373,7 @@ class Cluster:
         return [
             m
             for m in members
-            if m.id != self.member
-            and (mine - m.last_heartbeat).total_seconds() < self.policy.lease
+            if m.id != self.member and (mine - m.last_heartbeat).total_seconds() < self.policy.lease
         ]
 
     def _warn_if_shared(self, members: Sequence[Member]) -> None:

@@ -1,9 +1,12 @@
 """The daemon: runs the parts that ``monitor.app.build_app`` built.
 
-``Daemon.run_once`` checks every target once and delivers what is due (``run --once``).
-``Daemon.run_forever`` schedules one APScheduler job per target and runs the delivery worker until
-SIGTERM/SIGINT, then stops scheduling, lets in-flight checks and sends finish within the grace period,
-leaves the rest in the outbox and returns.
+``Daemon.run_once`` checks every target once (but for those another instance holds) and delivers
+what is due (``run --once``). ``Daemon.run_forever`` joins the store's cluster
+(``monitor.cluster``), schedules one APScheduler job per target and runs the delivery worker and
+the cluster's heartbeat until SIGTERM/SIGINT, then stops scheduling, lets in-flight checks and sends
+finish within the grace period, leaves the rest in the outbox, leaves the cluster (its targets and
+claims go to the others at once) and returns. Each job first asks the cluster for its turn: only
+the instance holding the target checks it, at most once per interval.
 
 Nothing here is global: two daemons in one process (as the tests do) share nothing.
 """

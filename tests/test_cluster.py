@@ -136,12 +136,21 @@ async def test_a_dead_members_targets_are_taken_over_within_one_and_a_half_lease
     assert sorted(len(m.held) for m in (a, b)) == [3, 3]
 
 
-async def test_a_takeover_checks_at_the_last_check_plus_the_interval_never_twice() -> None:
+@pytest.mark.parametrize(
+    ("interval", "first_turn"),
+    [
+        (60.0, Turn(check=False, due_in=50.0)),  # at the last check + 60 s, not now
+        (5.0, Turn(check=True)),  # overdue: at once
+    ],
+)
+async def test_a_takeover_checks_at_the_last_check_plus_the_interval_never_twice(
+    interval: float, first_turn: Turn
+) -> None:
     clock = Clock()
     members = Members(clock, ["t0"])
     a = await members.member("a")
     await a.tick()
-    config = target("t0", interval=60)
+    config = target("t0", interval=interval)
     assert await a.turn(config) == Turn(check=True)  # a checks at T0, then dies
     b = await members.member("b")
     await b.tick()
@@ -150,22 +159,10 @@ async def test_a_takeover_checks_at_the_last_check_plus_the_interval_never_twice
     await b.tick()
     assert b.held == {"t0"}
     assert ("b", "t0") in members.acquired
-    assert await b.turn(config) == Turn(check=False, due_in=50.0)  # at T0 + 60, not now
-    clock.advance(50)
-    assert await b.turn(config) == Turn(check=True)
-
-
-async def test_an_overdue_target_is_checked_at_once_after_a_takeover() -> None:
-    clock = Clock()
-    members = Members(clock, ["t0"])
-    a = await members.member("a")
-    await a.tick()
-    config = target("t0", interval=5)
-    assert await a.turn(config) == Turn(check=True)
-    b = await members.member("b")
-    clock.advance(POLICY.lease)
-    await b.tick()
-    assert await b.turn(config) == Turn(check=True)
+    assert await b.turn(config) == first_turn
+    if not first_turn.check:
+        clock.advance(50)
+        assert await b.turn(config) == Turn(check=True)
 
 
 async def test_leaving_hands_everything_over_at_once() -> None:

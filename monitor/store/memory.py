@@ -104,6 +104,19 @@ class MemoryDatabase:
     silences: dict[str, Silence] = field(default_factory=dict)
 
 
+def _take(
+    db: MemoryDatabase, target: str, owner: str, at: datetime, lease: float
+) -> datetime | None:
+    """Take ``target``'s lease until ``lease`` seconds after ``at`` unless another owner holds a
+    live one; when it ends (None: not taken)."""
+    held = db.target_leases.get(target)
+    if held is not None and held.owner != owner and held.until > at:
+        return None
+    until = at + timedelta(seconds=lease)
+    db.target_leases[target] = TargetLease(target, owner, until)
+    return until
+
+
 class MemoryStore:
     """:class:`monitor.store.ClusterStore` in memory (see the module's docstring)."""
 
@@ -458,13 +471,7 @@ class MemoryStore:
         self, target: str, *, owner: str, lease: float, now: datetime
     ) -> datetime | None:
         db = await self._enter("acquire_target")
-        at = utc(now)
-        held = db.target_leases.get(target)
-        if held is not None and held.owner != owner and held.until > at:
-            return None
-        until = at + timedelta(seconds=lease)
-        db.target_leases[target] = TargetLease(target, owner, until)
-        return until
+        return _take(db, target, owner, utc(now), lease)
 
     async def release_target(self, target: str, *, owner: str) -> None:
         db = await self._enter("release_target")
@@ -492,10 +499,8 @@ class MemoryStore:
     ) -> CheckTurn | None:
         db = await self._enter("begin_check")
         at = utc(now)
-        held = db.target_leases.get(target)
-        if held is not None and held.owner != owner and held.until > at:
+        if _take(db, target, owner, at, lease) is None:
             return None
-        db.target_leases[target] = TargetLease(target, owner, at + timedelta(seconds=lease))
         last = db.target_checks.get(target)
         since = None if last is None or last > at else (at - last).total_seconds()
         granted = since is None or since >= spacing

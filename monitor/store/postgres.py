@@ -201,6 +201,18 @@ def _q(text: LiteralString) -> sql.Composed:
     return sql.SQL(text).format(now=_NOW)
 
 
+#: take a target's lease: free, lapsed, or already the owner's; of several instances asking at
+#: once, the row comes back to exactly one (the unique index serializes them)
+_TAKE_LEASE = _q(
+    "INSERT INTO target_leases (target, owner, lease_until)"
+    " VALUES (%(target)s, %(owner)s, {now} + make_interval(secs => %(lease)s))"
+    " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
+    " lease_until = excluded.lease_until"
+    " WHERE target_leases.lease_until <= {now} OR target_leases.owner = excluded.owner"
+    " RETURNING lease_until"
+)
+
+
 def _one_line(text: str) -> str:
     """libpq's message on one line: each distinct line once (it repeats one per attempt, e.g.
     with and without TLS), joined by "; "."""
@@ -849,15 +861,7 @@ class PostgresStore:
     ) -> datetime | None:
         rows = await self._rows(
             "acquire_target",
-            _q(
-                "INSERT INTO target_leases (target, owner, lease_until)"
-                " VALUES (%(target)s, %(owner)s, {now} + make_interval(secs => %(lease)s))"
-                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
-                " lease_until = excluded.lease_until"
-                " WHERE target_leases.lease_until <= {now}"
-                " OR target_leases.owner = excluded.owner"
-                " RETURNING lease_until"
-            ),
+            _TAKE_LEASE,
             self._p(target=target, owner=owner, lease=lease),
         )
         return utc(rows[0][0]) if rows else None
@@ -899,15 +903,7 @@ class PostgresStore:
         async with self._tx("begin_check") as conn:
             # the lease first: its row lock serializes the instances asking for this target
             cur = await conn.execute(
-                _q(
-                    "INSERT INTO target_leases (target, owner, lease_until)"
-                    " VALUES (%(target)s, %(owner)s, {now} + make_interval(secs => %(lease)s))"
-                    " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
-                    " lease_until = excluded.lease_until"
-                    " WHERE target_leases.lease_until <= {now}"
-                    " OR target_leases.owner = excluded.owner"
-                    " RETURNING target"
-                ),
+                _TAKE_LEASE,
                 params,
             )
             if await cur.fetchone() is None:

@@ -253,6 +253,16 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
 
 _SILENCE_COLUMNS = ", ".join(SILENCE_COLUMNS)
 
+#: take a target's lease (target, owner, until, now): free, lapsed, or already the owner's; the
+#: row comes back only to the one who holds it after
+_TAKE_LEASE = (
+    "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
+    " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
+    " lease_until = excluded.lease_until"
+    " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
+    " RETURNING lease_until"
+)
+
 
 def _silence(values: Sequence[Any]) -> Silence:
     return silence_of(values, lambda text: _dt(str(text)))
@@ -989,11 +999,7 @@ class SqliteStore:
 
         def write(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
-                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
-                " lease_until = excluded.lease_until"
-                " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
-                " RETURNING lease_until",
+                _TAKE_LEASE,
                 (target, owner, until, at),
             ).fetchone()
             return None if row is None else str(row[0])
@@ -1041,11 +1047,7 @@ class SqliteStore:
 
         def write(conn: sqlite3.Connection) -> CheckTurn | None:
             won = conn.execute(
-                "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
-                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
-                " lease_until = excluded.lease_until"
-                " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
-                " RETURNING target",
+                _TAKE_LEASE,
                 (target, owner, until, at),
             ).fetchone()
             if won is None:

@@ -13,15 +13,14 @@ import json
 import re
 import threading
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, free_port, run_cli, scrape, wait_for, write_config
+from tests.daemon_harness import DaemonProcess, free_port, run_cli, wait_for, write_config
 from tests.reliability.conftest import log_problems, page_with, rate
-from tests.reliability.test_cluster_failover import schema
+from tests.reliability.test_cluster_failover import readyz, schema
 from tests.servers import Reply, Request, ThreadedPageServer
 from tests.store_backends import postgres_dsn
 
@@ -91,15 +90,6 @@ def config_for(workdir: Path, base: str, slack: str, listen: str) -> Path:
         listen=listen,
         delivery='lease = "3s"\nbackoff_initial = "200ms"\nbackoff_max = "1s"\n',
     )
-
-
-def readyz(port: int) -> dict[str, Any]:
-    try:
-        return dict(json.loads(scrape(port, "/readyz")))
-    except urllib.error.HTTPError as exc:
-        return dict(json.loads(exc.read().decode()))
-    except OSError:
-        return {}
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
