@@ -3,9 +3,9 @@
 :func:`build_app` is the composition root. It picks the store backend by the database URL's scheme
 (``monitor.store.open.BACKENDS``), builds each sink through its type's factory
 (``monitor.sinks.registry.SINK_TYPES``), and wires the fetcher, checker and deliverer together.
-It opens nothing: the daemon opens the store when it starts and :meth:`App.aclose` releases
-everything. Commands that need only a part use :func:`store_for` or :func:`open_sinks`, so they
-build it exactly as the daemon does.
+It opens nothing: the daemon opens the store (and joins its cluster) when it starts and
+:meth:`App.aclose` releases everything. Commands that need only a part use :func:`store_for` or
+:func:`open_sinks`, so they build it exactly as the daemon does.
 
 Nothing here is global: two apps in one process (as the tests do) share nothing, the Prometheus
 registry included.
@@ -24,6 +24,7 @@ from typing import TextIO
 import httpx
 
 from monitor.check import Checker, TargetPlan
+from monitor.cluster import Cluster, ClusterPolicy
 from monitor.detect import policy_for
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchPolicy
 from monitor.metrics import Metrics
@@ -33,7 +34,7 @@ from monitor.route import routes_from_settings
 from monitor.settings import Settings, TargetConfig
 from monitor.sinks import Sink, SinkDeps
 from monitor.sinks.registry import build_sinks
-from monitor.store import Store
+from monitor.store import ClusterStore
 from monitor.store.group import GroupCommit
 from monitor.store.open import open_store
 from monitor.transport import aiohttp_transport
@@ -70,7 +71,7 @@ def plans_for(settings: Settings) -> tuple[TargetPlan, ...]:
     return tuple(plan_target(settings, t) for t in settings.targets)
 
 
-def store_for(settings: Settings) -> Store:
+def store_for(settings: Settings) -> ClusterStore:
     """The (not yet open) store the configuration names."""
     return open_store(settings.monitor.database.get_secret_value())
 
@@ -82,7 +83,7 @@ class App:
     settings: Settings
     clock: Callable[[], datetime]
     metrics: Metrics
-    store: Store
+    store: ClusterStore
     #: the HTTP sinks' shared client
     http: httpx.AsyncClient
     sinks: Mapping[str, Sink]
@@ -94,6 +95,8 @@ class App:
     plans: tuple[TargetPlan, ...]
     #: who claims outbox rows: this life of this process (``monitor.owner``)
     owner: Owner
+    #: this daemon's membership of its store's cluster (which targets it checks)
+    cluster: Cluster
 
     def lease_is_over(self, owner: str) -> bool:
         """Is ``owner`` (an outbox row's lease holder) a life of this host that has ended?"""
@@ -172,6 +175,16 @@ async def build_app(
         metrics=metrics,
         max_concurrent=settings.monitor.max_concurrent_checks,
     )
+    cluster = Cluster(
+        store,
+        me=owner,
+        targets=[t.name for t in settings.targets],
+        policy=ClusterPolicy(
+            lease=settings.cluster.lease, forget_after=settings.cluster.forget_after
+        ),
+        clock=clock,
+        is_over=lambda member: is_dead(member, me=owner),
+    )
     return App(
         settings=settings,
         clock=clock,
@@ -185,6 +198,7 @@ async def build_app(
         commits=commits,
         plans=plans_for(settings),
         owner=owner,
+        cluster=cluster,
     )
 
 

@@ -1,9 +1,12 @@
 """The daemon: runs the parts that ``monitor.app.build_app`` built.
 
-``Daemon.run_once`` checks every target once and delivers what is due (``run --once``).
-``Daemon.run_forever`` schedules one APScheduler job per target and runs the delivery worker until
-SIGTERM/SIGINT, then stops scheduling, lets in-flight checks and sends finish within the grace period,
-leaves the rest in the outbox and returns.
+``Daemon.run_once`` checks every target once (but for those another instance holds) and delivers
+what is due (``run --once``). ``Daemon.run_forever`` joins the store's cluster
+(``monitor.cluster``), schedules one APScheduler job per target and runs the delivery worker and
+the cluster's heartbeat until SIGTERM/SIGINT, then stops scheduling, lets in-flight checks and sends
+finish within the grace period, leaves the rest in the outbox, leaves the cluster (its targets and
+claims go to the others at once) and returns. Each job first asks the cluster for its turn: only
+the instance holding the target checks it, at most once per interval.
 
 Nothing here is global: two daemons in one process (as the tests do) share nothing.
 """
@@ -32,10 +35,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.app import App
 from monitor.check import CheckResult, TargetPlan
+from monitor.cluster import ClusterView, Turn
 from monitor.config_types import ActiveWindow
 from monitor.errors import MonitorError, StoreError
+from monitor.models import TargetState
 from monitor.status import Board, StatusService, seed_board
-from monitor.store import Store
+from monitor.store import ClusterStore
 from monitor.web import WebServer, operator_app
 
 log = structlog.get_logger("monitor.daemon")
@@ -70,7 +75,7 @@ class Daemon:
         self._clock = app.clock
         self._rng = rng or random.Random()  # noqa: S311 -- spreads start times, not a secret
         self.metrics = app.metrics
-        self.store: Store = app.store
+        self.store: ClusterStore = app.store
         self.sinks = app.sinks
         self.fetcher = app.fetcher
         self.deliverer = app.deliverer
@@ -88,11 +93,20 @@ class Daemon:
         #: what the status page, /readyz and `status` show; updated as checks run
         self.board = Board(self.settings.targets, started_at=self._started_at)
         self._scheduler: AsyncIOScheduler | None = None
+        #: which targets this daemon checks (one of several instances, or the only one)
+        self.cluster = app.cluster
+        self.cluster.on_acquired = self._acquired
+        self.cluster.on_view = self._cluster_seen
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        await self.store.open()
+        try:
+            await self.store.open()
+            await self.cluster.join()  # refuses to share a SQLite file with another daemon
+        except BaseException:
+            await self._close()
+            raise
         try:
             await seed_board(self.board, self.store)
         except StoreError as exc:  # the page starts empty; the checks fill it
@@ -121,19 +135,33 @@ class Daemon:
     # --- one-shot ----------------------------------------------------------------------------
 
     async def run_once(self) -> list[CheckResult]:
-        """Check every target once (now, regardless of active windows), deliver what is due, return."""
+        """Check every target once (now, regardless of active windows and schedules), but for
+        those another instance holds; deliver what is due, return."""
         await self._open()
         try:
-            results = list(await asyncio.gather(*(self.checker.check(p) for p in self.plans)))
+            done = await asyncio.gather(*(self._check_once(p) for p in self.plans))
             await self.deliverer.deliver_due()
-            return results
+            return [r for r in done if r is not None]
         finally:
+            await self.cluster.leave()
             await self._close()
+
+    async def _check_once(self, plan: TargetPlan) -> CheckResult | None:
+        if not await self.cluster.take_now(plan.name):
+            log.info(
+                "check_skipped_elsewhere", target=plan.name, reason="another instance holds it"
+            )
+            return None
+        return await self.checker.check(plan)
 
     # --- the daemon --------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
         await self._open()
+        try:  # the first heartbeat takes this daemon's targets before anything is scheduled
+            await self.cluster.tick()
+        except StoreError as exc:  # the next heartbeats try again
+            log.warning("cluster_heartbeat_failed", error=str(exc))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -173,6 +201,7 @@ class Daemon:
         scheduler.start()
         worker = asyncio.create_task(self.deliverer.run(), name="deliverer")
         watch = asyncio.create_task(self._watch_clock(scheduler), name="clock-watch")
+        heartbeat = asyncio.create_task(self.cluster.run(), name="cluster-heartbeat")
         try:
             await self._stop.wait()
         finally:
@@ -186,10 +215,11 @@ class Daemon:
             scheduler.shutdown(wait=False)
             await self._deliver_before_exit(deadline - loop.time())
             await self.deliverer.stop(max(0.0, deadline - loop.time()))
-            for task in (worker, watch):
+            for task in (worker, watch, heartbeat):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.cluster.leave()  # the others take over at once, not after a lease
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await self._close()
@@ -293,6 +323,10 @@ class Daemon:
 
     async def _check(self, plan: TargetPlan, next_run: datetime | None) -> CheckResult | None:
         try:
+            turn = await self.cluster.turn(plan.config)
+            if not turn.check:
+                self._not_my_turn(plan, turn)
+                return None
             result = await self.checker.check(plan, next_check=next_run)
         except StoreError as exc:  # expected when the disk is full or the file locked: no trace
             log.warning("check_store_failed", target=plan.name, error=str(exc))
@@ -319,6 +353,36 @@ class Daemon:
         )
         self.metrics.quotes(plan.name, result.state.snapshot if result.state else None)
         return result
+
+    def _not_my_turn(self, plan: TargetPlan, turn: Turn) -> None:
+        """Another instance holds the target, or it was checked less than an interval ago (a
+        takeover, an early run): then its job moves to when it is due."""
+        if turn.due_in is None:
+            log.debug("check_skipped_elsewhere", target=plan.name, owner=turn.owner)
+            return
+        due = self._clock() + timedelta(seconds=turn.due_in)
+        self._move_job(plan.name, due)
+        log.info("check_not_due", target=plan.name, due_in=round(turn.due_in, 3))
+
+    def _move_job(self, target: str, when: datetime) -> None:
+        job = self._scheduler.get_job(f"target:{target}") if self._scheduler else None
+        if job is not None:
+            job.modify(next_run_time=when)
+            self.board.scheduled(target, when)
+
+    def _acquired(self, target: str, state: TargetState) -> None:
+        """This daemon took ``target`` (another instance died, left or handed it over): its
+        state as stored now, and its job runs at once (its turn says when it is due)."""
+        self.board.seed(target, state)
+        self.metrics.quotes(target, state.snapshot)
+        self._move_job(target, self._clock())
+
+    def _cluster_seen(self, view: ClusterView) -> None:
+        self.board.clustered(view)
+        self.metrics.cluster(view, self.board.targets)
+        for name in self.board.targets:
+            if name not in view.held:  # another instance's gauges are its own
+                self.metrics.quotes(name, None)
 
     async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
         """Keep the schedule on the monotonic clock when the wall clock steps.

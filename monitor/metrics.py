@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from monitor import __version__
+from monitor.cluster import ClusterView
 from monitor.models import Snapshot
 from monitor.store import OutboxCounts
 
@@ -99,6 +101,45 @@ class Metrics:
             ["target", "problem"],
             registry=r,
         )
+
+        self.instance = Gauge(
+            "ticker_monitor_instance_info",
+            "This instance's name in its store's cluster (host/pid/boot/start).",
+            ["member"],
+            registry=r,
+        )
+        self.held = Gauge(
+            "ticker_monitor_cluster_target_held",
+            "1 for each target this instance holds (checks), 0 for the others it knows.",
+            ["target"],
+            registry=r,
+        )
+        self.members = Gauge(
+            "ticker_monitor_cluster_members",
+            "Members registered in the store's cluster, by whether they are alive.",
+            ["state"],
+            registry=r,
+        )
+        self.heartbeats = Gauge(
+            "ticker_monitor_cluster_member_heartbeat_timestamp_seconds",
+            "Unix time of each member's last heartbeat (the store's clock).",
+            ["member"],
+            registry=r,
+        )
+
+    def cluster(self, view: ClusterView, targets: Iterable[str]) -> None:
+        """The gauges of this instance's membership (of its configured ``targets``), as of its
+        last heartbeat."""
+        self.instance.clear()
+        self.instance.labels(view.me).set(1)
+        for target in targets:
+            self.held.labels(target).set(1 if target in view.held else 0)
+        alive = sum(1 for m in view.members if m.alive)
+        self.members.labels("alive").set(alive)
+        self.members.labels("silent").set(len(view.members) - alive)
+        self.heartbeats.clear()
+        for m in view.members:
+            self.heartbeats.labels(m.id).set(m.last_heartbeat.timestamp())
 
     def store_error(self, operation: str) -> None:
         self.store_errors.labels(operation).inc()

@@ -14,7 +14,8 @@ The life of one outbox row (one event bound for one sink)::
               attempts + 1, next_attempt_at = now + backoff (Retry-After as a floor)
 
 Each configured sink gets its own lane: an asyncio task that claims the leading run of due rows of
-that sink (with a lease, so a crashed worker's rows come back when the lease lapses), groups them
+that sink (with a lease, renewed while it sends (``monitor.cluster.claims_kept``), so a crashed
+worker's rows come back when the lease lapses, to exactly one other instance), groups them
 (rows of one check form one batch when the sink takes digests; for a rate-limited or a ``bulk``
 digest sink -- a file -- everything due), sends the batches in order and
 marks each outcome. Order is strict per sink: after a retryable failure the lane stops and the rows
@@ -44,10 +45,11 @@ from typing import Any, TypeVar
 import structlog
 
 from monitor.backoff import full_jitter
+from monitor.cluster import claims_kept
 from monitor.errors import SinkError, StoreError
 from monitor.models import Delivery
 from monitor.sinks import MAX_SEND_TIMEOUT, Accepted, Sink
-from monitor.store import Store
+from monitor.store import ClusterStore
 
 log = structlog.get_logger("monitor.outbox")
 
@@ -80,14 +82,15 @@ class RetryPolicy:
     (0 turns the limit off). ``max_attempts``: dead-letter after this many failed attempts
     (0: retry until ``max_age``). Backoff is exponential with full jitter, from
     ``backoff_initial`` doubling up to ``backoff_max``. ``lease``: how long a claimed row stays
-    reserved for this worker. ``batch_size``: rows claimed at a time.
+    reserved for this worker without renewal (renewed every third of it while it is sent).
+    ``batch_size``: rows claimed at a time.
     """
 
     max_age: float = 86400.0
     max_attempts: int = 0
     backoff_initial: float = 1.0
     backoff_max: float = 600.0
-    lease: float = 60.0
+    lease: float = 15.0
     batch_size: int = 50
 
     def next_delay(
@@ -151,7 +154,7 @@ class Deliverer:
 
     def __init__(
         self,
-        store: Store,
+        store: ClusterStore,
         sinks: Mapping[str, Sink],
         *,
         policy: RetryPolicy,
@@ -305,7 +308,8 @@ class Deliverer:
                     break
                 lane.leased.update(row.id for row in rows)
                 try:
-                    count, blocked = await self._deliver_run(lane, rows)
+                    async with self._kept(lane):
+                        count, blocked = await self._deliver_run(lane, rows)
                 finally:
                     if lane.leased:  # claimed but not marked: stopping, blocked, or cancelled
                         ids = sorted(lane.leased)
@@ -316,9 +320,21 @@ class Deliverer:
                     break
             return done
 
+    def _kept(self, lane: _Lane) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lane's claims renewed while it sends (a row lost meanwhile leaves ``leased``)."""
+        return claims_kept(
+            self._store,
+            lane.leased,
+            owner=self._owner,
+            lease=self._policy.lease,
+            clock=self._clock,
+            sink=lane.name,
+        )
+
     async def _release(self, ids: Sequence[int]) -> None:
         try:
-            await self._store.release(ids)
+            # only what this owner still holds: a row another instance took over stays its own
+            await self._store.release(ids, owner=self._owner)
         except StoreError as exc:  # the leases lapse on their own; log and go on
             log.warning("delivery_release_failed", rows=len(ids), error=str(exc))
 
@@ -336,6 +352,8 @@ class Deliverer:
         for batch in _batches(lane.sink, live):
             if not await self._rate_limit(lane):
                 return done, True
+            if any(row.id not in lane.leased for row in batch):
+                return done, True  # another instance took these rows over: they are its own
             marked: set[int] = set()
             failure = await self._send(lane, batch, self._on_accepted(lane, batch, marked))
             done += len(batch)

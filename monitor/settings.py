@@ -137,7 +137,9 @@ class DeliverySection(Strict):
     max_attempts: Annotated[int, Field(ge=0, le=1000)] = 0
     backoff_initial: Duration = 1.0
     backoff_max: Duration = 600.0
-    lease: Duration = 60.0
+    #: a claimed row stays this instance's this long without renewal (renewed every third of it
+    #: while its rows are being sent); a dead instance's claimed rows are sent by another after it
+    lease: Duration = 15.0
     batch_size: Annotated[int, Field(ge=1, le=500)] = 50
 
     @model_validator(mode="after")
@@ -149,6 +151,27 @@ class DeliverySection(Strict):
             raise ValueError(
                 f"backoff_max: must be at least backoff_initial ({self.backoff_initial:g}s)"
             )
+        return self
+
+
+# --- [cluster] -------------------------------------------------------------------------------
+
+
+class ClusterSection(Strict):
+    """Several instances on one database (``docs/high-availability.md``); on SQLite, the one."""
+
+    #: a target stays an instance's this long without renewal (renewed every quarter of it); a
+    #: dead instance's targets are taken over within 1.5 times this
+    lease: Duration = 10.0
+    #: an instance silent this long leaves the member list
+    forget_after: Duration = 600.0
+
+    @model_validator(mode="after")
+    def _sane(self) -> ClusterSection:
+        if not 1 <= self.lease <= 300:
+            raise ValueError("lease: must be from 1s to 5m")
+        if self.forget_after < 2 * self.lease:
+            raise ValueError(f"forget_after: must be at least twice the lease ({self.lease:g}s)")
         return self
 
 
@@ -433,6 +456,7 @@ class Settings(BaseSettings):
 
     monitor: MonitorSection = MonitorSection()
     delivery: DeliverySection = DeliverySection()
+    cluster: ClusterSection = ClusterSection()
     targets: list[TargetConfig] = []
     rules: list[RuleConfig] = []
     sinks: dict[Name, SinkConfig] = {}

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from monitor import __version__, render
+from monitor.cluster import ClusterView
 from monitor.errors import StoreError
 from monitor.fetch import safe_url
 from monitor.history import Change, changes
@@ -103,6 +104,8 @@ class Board:
         self.store_ok = True
         self.store_error = ""
         self.outbox: list[OutboxCounts] = []
+        #: the cluster as this daemon's last heartbeat saw it (None: before the first one)
+        self.cluster: ClusterView | None = None
 
     def seed(self, name: str, state: TargetState) -> None:
         """The state the store holds from before this start (quotes, failures, last success)."""
@@ -118,6 +121,13 @@ class Board:
 
     def scheduled(self, name: str, next_run: datetime | None) -> None:
         self.targets[name].next_run = next_run
+
+    def clustered(self, view: ClusterView) -> None:
+        self.cluster = view
+
+    def holds(self, name: str) -> bool:
+        """Does this daemon check ``name``? (Every target, until its first heartbeat.)"""
+        return self.cluster is None or name in self.cluster.held
 
     def store_answered(self, counts: list[OutboxCounts]) -> None:
         self.store_ok, self.store_error, self.outbox = True, "", counts
@@ -141,14 +151,15 @@ def freshness_limit(config: TargetConfig) -> float:
 def readiness(board: Board, now: datetime, active: ActiveCheck) -> dict[str, str]:
     """Why the daemon is not ready, by target (``"store"`` for the database); empty when ready.
 
-    Ready: the store answers, and every target that is inside its active window had a successful
+    Ready: the store answers, and every target that this daemon checks (all of them, but for those
+    another instance of a cluster holds) and that is inside its active window had a successful
     check within :func:`freshness_limit`.
     """
     problems: dict[str, str] = {}
     if not board.store_ok:
         problems["store"] = f"the store does not answer: {board.store_error}"
     for name, live in board.targets.items():
-        if not active(live.config, now):
+        if not active(live.config, now) or not board.holds(name):
             continue
         error = f": {live.last_error}" if live.last_error else ""
         last = live.state.last_success_at
@@ -192,6 +203,8 @@ class TargetView:
     down_after: int
     page_date: str | None
     pairs: tuple[PairView, ...]
+    #: the instance that checks it (None: none holds it now, or no cluster view)
+    checked_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +245,8 @@ class StatusView:
     dead: tuple[AlertView, ...]
     outbox: Mapping[str, int]
     version: str = __version__
+    #: this instance and the cluster's members (None: not known)
+    cluster: ClusterView | None = None
 
     @property
     def ready(self) -> bool:
@@ -312,9 +327,16 @@ async def build_view(
     active: ActiveCheck,
     live: bool,
     deadline: float = STORE_DEADLINE,
+    cluster: ClusterView | None = None,
 ) -> StatusView:
-    """The picture: the board, plus history and alerts from the store (within ``deadline``)."""
+    """The picture: the board, plus history and alerts from the store (within ``deadline``).
+
+    A daemon in a cluster knows only the targets it checks; the state of the others comes from
+    the store, and their last check from the cluster's record (``cluster``: the view of a
+    command, which is no member; a daemon's own is on the board)."""
+    cluster = board.cluster if cluster is None else cluster
     history: dict[str, list[Change]] = {}
+    others: dict[str, TargetState] = {}
     recent: list[OutboxRow] = []
     dead: list[OutboxRow] = []
     store_ok, store_error = board.store_ok, board.store_error
@@ -327,6 +349,10 @@ async def build_view(
             recent = await store.outbox_rows(limit=RECENT_ALERTS * 4)
             dead = await store.outbox_rows(status="dead", limit=DEAD_LETTERS)
             outbox = await store.outbox_counts()
+            if live:
+                for name in board.targets:
+                    if not board.holds(name):
+                        others[name], _ = await store.load_target(name)
     except TimeoutError:
         store_ok, store_error = False, f"the store did not answer within {deadline:g}s"
     except StoreError as exc:
@@ -339,26 +365,29 @@ async def build_view(
         counts[c.status] = counts.get(c.status, 0) + c.count
     targets = []
     for name, t in board.targets.items():
-        state, cfg = t.state, t.config
+        state, cfg = others.get(name, t.state), t.config
         snapshot = state.snapshot
+        mine = board.holds(name) and live
+        elsewhere = None if mine or cluster is None else cluster.checked_at.get(name)
         targets.append(
             TargetView(
                 name=name,
                 url=safe_url(cfg.url),
-                health=t.health,
-                detail=t.last_error,
+                health=t.health if name not in others else LiveTarget(cfg, state).health,
+                detail=t.last_error if mine else "",
                 active=active(cfg, now),
                 interval=cfg.interval,
-                last_check_at=t.last_check_at,
-                last_outcome=t.last_outcome,
+                last_check_at=t.last_check_at if mine else elsewhere,
+                last_outcome=t.last_outcome if mine else None,
                 last_success_at=state.last_success_at,
-                next_run=t.next_run,
+                next_run=t.next_run if mine else None,
                 failures=state.consecutive_failures,
                 down_after=cfg.down_after,
                 page_date=snapshot.page_date.isoformat()
                 if snapshot and snapshot.page_date
                 else None,
                 pairs=_pairs(snapshot, history.get(name, ())),
+                checked_by=None if cluster is None else cluster.owners.get(name),
             )
         )
     return StatusView(
@@ -372,6 +401,7 @@ async def build_view(
         alerts=_alerts(recent)[:RECENT_ALERTS],
         dead=_alerts(dead),
         outbox=counts,
+        cluster=cluster,
     )
 
 
@@ -417,6 +447,14 @@ class StatusService:
         body: dict[str, object] = {"status": "ready" if not problems else "not_ready"}
         if problems:
             body["failing"] = problems
+        cluster = self._board.cluster
+        if cluster is not None:
+            body["instance"] = cluster.me
+            body["holds"] = list(cluster.held)
+            body["members"] = [
+                {"id": m.id, "last_heartbeat": m.last_heartbeat.isoformat(), "alive": m.alive}
+                for m in cluster.members
+            ]
         return not problems, body
 
     def metrics(self) -> bytes:

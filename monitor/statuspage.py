@@ -14,6 +14,7 @@ from decimal import Decimal
 from html import escape
 
 from monitor.charts import sparkline_svg
+from monitor.cluster import ClusterView
 from monitor.models import dec_str
 from monitor.status import (
     HEALTH_WORDS,
@@ -110,13 +111,17 @@ def _pair_row(target: TargetView, pair: PairView, now: datetime) -> str:
     )
 
 
-def _target(t: TargetView, now: datetime) -> str:
+def _target(t: TargetView, now: datetime, cluster: ClusterView | None) -> str:
     nxt = _time(t.next_run, now) if t.next_run else "unknown"
+    by = ""
+    if cluster is not None and t.checked_by != cluster.me:
+        who = f"<code>{escape(t.checked_by)}</code>" if t.checked_by else "no instance right now"
+        by = f" · checked by {who}"
     meta = (
         f"<code>{escape(t.url)}</code> · every {t.interval:g}s · "
         f"last check {_time(t.last_check_at, now)}"
         + (f" ({escape(t.last_outcome)})" if t.last_outcome else "")
-        + f" · last success {_time(t.last_success_at, now)} · next run {nxt}"
+        + f" · last success {_time(t.last_success_at, now)} · next run {nxt}{by}"
     )
     notes = ""
     if t.health == "failing":
@@ -166,6 +171,25 @@ def _alert(a: AlertView, now: datetime, *, retry_hint: bool) -> str:
     )
 
 
+def _cluster(view: ClusterView, now: datetime) -> str:
+    """The members of the store's cluster, each with its last heartbeat and what it checks."""
+    kind = "one daemon (SQLite)" if view.single_daemon else "shared store"
+    rows = "".join(
+        f"<tr><td><code>{escape(m.id)}</code>{' (this instance)' if m.id == view.me else ''}</td>"
+        f'<td><span class="badge {"ok" if m.alive else "down"}">'
+        f"{'alive' if m.alive else 'silent'}</span></td>"
+        f"<td>{_time(m.last_heartbeat, now)}</td>"
+        f"<td>{escape(', '.join(m.targets)) or '–'}</td></tr>"
+        for m in view.members
+    )
+    me = f'<p class="meta">this instance: <code>{escape(view.me)}</code></p>' if view.me else ""
+    return (
+        f'<section class="card" id="cluster"><h3>Cluster · {kind} · lease {view.lease:g}s</h3>{me}'
+        '<table class="members"><thead><tr><th>Member</th><th>State</th><th>Heartbeat</th>'
+        f"<th>Checks</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
 def render(view: StatusView, *, refresh: int = REFRESH) -> str:
     """The whole page for ``view``."""
     now = view.generated_at
@@ -177,13 +201,14 @@ def render(view: StatusView, *, refresh: int = REFRESH) -> str:
             for key, why in view.problems.items()
         )
         problems = f'<section class="card problems"><h3>Not ready</h3><ul>{items}</ul></section>'
-    targets = "".join(_target(t, now) for t in view.targets) or (
+    targets = "".join(_target(t, now, view.cluster) for t in view.targets) or (
         '<section class="card"><p>No targets are configured.</p></section>'
     )
     alerts = "".join(_alert(a, now, retry_hint=False) for a in view.alerts)
     dead = "".join(_alert(a, now, retry_hint=True) for a in view.dead)
     outbox = ", ".join(f"{n} {escape(s)}" for s, n in sorted(view.outbox.items())) or "empty"
     store = "" if view.store_ok else f'<p class="error">store: {escape(view.store_error)}</p>'
+    cluster = "" if view.cluster is None else _cluster(view.cluster, now)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -208,6 +233,7 @@ def render(view: StatusView, *, refresh: int = REFRESH) -> str:
 <section class="card" id="dead"><h3>Dead letters</h3>
 {f'<ul class="alerts">{dead}</ul>' if dead else f'<p class="muted">{_NO_DEAD}</p>'}
 </section>
+{cluster}
 <footer class="muted">outbox: {outbox} ·
 <a href="/api/status">JSON</a> · <a href="/metrics">metrics</a> · <a href="/readyz">readiness</a></footer>
 </main>

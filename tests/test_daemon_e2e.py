@@ -20,6 +20,7 @@ from tests.daemon_harness import (
     free_port,
     outbox_rows,
     page,
+    run_cli,
     run_once,
     wait_for,
     write_config,
@@ -296,3 +297,26 @@ def test_sigterm_lets_the_check_in_flight_finish(tmp_path: Path) -> None:
     stopping = next(e for e in logs if e.get("event") == "daemon_stopping")
     assert stopping["inflight_checks"] == 1
     assert kinds(tmp_path / "audit.jsonl") == [("change_pct_changed", "TMT/USD")]
+
+
+def test_a_second_daemon_on_one_sqlite_file_is_refused_and_the_first_goes_on(
+    tmp_path: Path,
+) -> None:
+    with ThreadedPageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, interval="1s")
+        with DaemonProcess(config) as first:
+            assert first.wait_log("check_done", timeout=20)
+            for args in (["run"], ["run", "--once"]):
+                done = run_cli(config, *args, timeout=30)
+                assert done.returncode == 1, done
+                (line,) = done.stderr.strip().splitlines()
+                assert line.startswith(
+                    "ticker-monitor: StoreError: another daemon uses this SQLite database ("
+                ), line
+                assert "or use PostgreSQL to run several" in line
+            requests = len(server.requests)
+            assert wait_for(lambda: len(server.requests) >= requests + 2, timeout=10)
+            assert first.terminate() == 0
+        # once it has stopped (it left the cluster), the next one starts at once
+        done = run_cli(config, "run", "--once", timeout=30)
+        assert done.returncode == 0, done.stderr

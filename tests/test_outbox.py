@@ -537,3 +537,96 @@ async def test_the_loop_survives_a_store_failure(store: SqliteStore) -> None:
     assert [e["event"] for e in logs if e["event"] == "delivery_store_failed"] == [
         "delivery_store_failed"
     ]
+
+
+# --- claims shared with other instances ---------------------------------------------------------
+
+
+class CutOff(SqliteStore):
+    """A SQLite store whose claim renewals fail while ``cut`` (an instance cut off from the
+    database while its send goes on)."""
+
+    cut = False
+
+    async def renew_claims(
+        self, ids: Sequence[int], *, owner: str, lease: float, now: datetime
+    ) -> list[int]:
+        if self.cut:
+            raise StoreError("renew_claims: cut off")
+        return await super().renew_claims(ids, owner=owner, lease=lease, now=now)
+
+
+async def eventually(check: Any) -> None:
+    """Wait (polling, at most 5 s) until the async ``check()`` is true."""
+    async with asyncio.timeout(5.0):
+        while not await check():  # noqa: ASYNC110 -- the condition is a row: no event to await
+            await asyncio.sleep(0.02)
+
+
+async def test_claims_are_renewed_while_a_send_outlasts_the_lease(tmp_path: Path) -> None:
+    clock = Clock()
+    mine, other = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    await mine.open()
+    await other.open()
+    try:
+        await add(mine, "slack", [1, 2, 3])
+        gate = asyncio.Event()
+        sink = FakeSink("slack", gate=gate)
+        d = deliverer(mine, sink, clock=clock, policy=RetryPolicy(lease=0.3))
+        sending = asyncio.create_task(d.deliver_due())
+        await asyncio.wait_for(sink.started.wait(), 2.0)
+        for _ in range(4):  # 0.8 s of the store's time pass: the 0.3 s lease holds, renewed
+            clock.advance(0.2)
+            target = clock() + timedelta(seconds=0.25)
+
+            async def renewed(t: datetime = target) -> bool:
+                until = (await row(mine, 1))["lease_until"]
+                assert isinstance(until, datetime)
+                return until >= t
+
+            await eventually(renewed)
+            assert await other.claim("slack", now=clock(), limit=10, lease=15, owner="B") == []
+        gate.set()
+        assert await asyncio.wait_for(sending, 5.0) == 3
+        assert sink.accepted == [event(n).event_id for n in (1, 2, 3)]
+    finally:
+        await mine.aclose()
+        await other.aclose()
+
+
+async def test_a_lane_that_lost_its_claims_stops_and_leaves_them_to_their_new_owner(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    mine, other = CutOff(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    await mine.open()
+    await other.open()
+    try:
+        ids = await add(mine, "slack", [1, 2, 3])
+        gate = asyncio.Event()
+        sink = FakeSink("slack", gate=gate)
+        d = deliverer(mine, sink, clock=clock, policy=RetryPolicy(lease=0.3))
+        with capture_logs() as logs:
+            sending = asyncio.create_task(d.deliver_due())
+            await asyncio.wait_for(sink.started.wait(), 2.0)  # row 1 is in flight
+            mine.cut = True
+            clock.advance(1.0)  # the lease lapsed unrenewed: another instance takes the rows
+            taken = await other.claim("slack", now=clock(), limit=10, lease=15, owner="B")
+            assert [r.event.event_id for r in taken] == ids
+            mine.cut = False
+
+            async def told() -> bool:
+                return any(e["event"] == "delivery_claims_lost" for e in logs)
+
+            await eventually(told)
+            gate.set()  # row 1's send ends (the receiver got it): it is marked sent
+            await asyncio.wait_for(sending, 5.0)
+        assert sink.accepted == [ids[0]]  # rows 2 and 3 are B's now: not sent here
+        assert [(await row(other, n))["lease_owner"] for n in (2, 3)] == ["B", "B"]
+        theirs = FakeSink("slack")
+        b = Deliverer(other, {"slack": theirs}, policy=RetryPolicy(), owner="B", clock=clock)
+        assert await b.deliver_due() == 2
+        assert theirs.accepted == ids[1:]  # every row sent once, in order
+    finally:
+        await mine.aclose()
+        await other.aclose()

@@ -238,6 +238,11 @@ def test_a_check_ends_before_the_next_is_due(tmp_path: Path) -> None:
             '[delivery]\nbackoff_initial = "1m"\nbackoff_max = "1s"',
             "delivery.backoff_max: must be at least backoff_initial (60s)",
         ),
+        ('[cluster]\nlease = "500ms"', "cluster.lease: must be from 1s to 5m"),
+        (
+            '[cluster]\nlease = "30s"\nforget_after = "45s"',
+            "cluster.forget_after: must be at least twice the lease (30s)",
+        ),
         (
             '[[rules]]\nsinks = ["c"]\nmin_move_pct = 0\n[sinks.c]\ntype = "console"',
             "rules[0].min_move_pct: must be above 0",

@@ -31,7 +31,7 @@ from monitor.models import (
     TargetState,
     Validators,
 )
-from monitor.store import CheckCommit, ClusterStore, Member, OutboxCounts, TargetLease
+from monitor.store import CheckCommit, CheckTurn, ClusterStore, Member, OutboxCounts, TargetLease
 from monitor.store.sqlite import SCHEMA_VERSION
 from tests.store_backends import (
     BACKENDS,
@@ -759,6 +759,104 @@ async def test_two_instances_racing_for_targets_never_both_win(
     )
     for i, name in enumerate(names):
         assert sum(r is not None for r in results[2 * i : 2 * i + 2]) == 1, name
+
+
+# --- cluster: the start of each check -----------------------------------------------------------
+
+
+async def test_a_check_is_granted_once_per_spacing_and_says_how_long_ago_the_last_began(
+    store: ClusterStore, clock: Clock
+) -> None:
+    first = await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock())
+    assert first == CheckTurn(granted=True, since_last=None)
+    clock.advance(59.5)
+    assert await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock()) == CheckTurn(
+        granted=False, since_last=59.5
+    )
+    clock.advance(0.5)
+    assert await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock()) == CheckTurn(
+        granted=True, since_last=60.0
+    )
+    # a turn renews the lease, granted or not
+    (lease,) = await store.target_leases()
+    assert (lease.owner, lease.until, lease.checked_at) == (
+        "A",
+        clock() + timedelta(seconds=15),
+        clock(),
+    )
+
+
+async def test_no_check_begins_while_another_holds_the_lease(
+    store: ClusterStore, clock: Clock
+) -> None:
+    assert await store.acquire_target("t", owner="A", lease=15, now=clock()) is not None
+    assert await store.begin_check("t", owner="B", lease=15, spacing=0, now=clock()) is None
+    (lease,) = await store.target_leases()
+    assert (lease.owner, lease.checked_at) == ("A", None)  # nothing changed
+
+
+@pytest.mark.parametrize("handover", ["lapse", "release", "leave"])
+async def test_whoever_takes_a_target_over_learns_when_its_last_check_began(
+    backend: Backend, clock: Clock, handover: str
+) -> None:
+    a, b = await opened(backend), await opened(backend)
+    await a.register("A", host="h", pid=1, now=clock())
+    started = clock()
+    assert await a.begin_check("t", owner="A", lease=15, spacing=60, now=clock())
+    clock.advance(20 if handover == "lapse" else 5)
+    if handover == "release":
+        await a.release_target("t", owner="A")
+    elif handover == "leave":
+        await a.leave("A")
+    turn = await b.begin_check("t", owner="B", lease=15, spacing=60, now=clock())
+    assert turn == CheckTurn(granted=False, since_last=(clock() - started).total_seconds())
+    assert [(x.owner, x.checked_at) for x in await b.target_leases()] == [("B", started)]
+
+
+async def test_a_last_check_after_now_counts_as_none(store: ClusterStore, clock: Clock) -> None:
+    assert await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock())
+    clock.advance(-3600)  # the clock stepped back an hour
+    assert await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock()) == CheckTurn(
+        granted=True, since_last=None
+    )
+    clock.advance(1)
+    turn = await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock())
+    assert turn == CheckTurn(granted=False, since_last=1.0)
+
+
+async def test_instances_racing_to_check_a_target_begin_one_check(
+    backend: Backend, clock: Clock
+) -> None:
+    stores = [await opened(backend) for _ in range(3)]
+    for n in range(10):
+        turns = await asyncio.gather(
+            *(
+                s.begin_check(f"t{n}", owner=f"I{i}", lease=15, spacing=60, now=clock())
+                for i, s in enumerate(stores)
+            )
+        )
+        assert [t is not None and t.granted for t in turns].count(True) == 1, turns
+        assert [t is None for t in turns].count(True) == 2, turns
+
+
+async def test_the_heartbeat_renews_every_lease_of_its_owner_at_once(
+    store: ClusterStore, clock: Clock
+) -> None:
+    for target, owner in (("t1", "A"), ("t2", "A"), ("t3", "B")):
+        await store.acquire_target(target, owner=owner, lease=15, now=clock())
+    clock.advance(10)
+    assert await store.renew_targets("A", lease=15, now=clock()) == ["t1", "t2"]
+    assert await store.renew_targets("C", lease=15, now=clock()) == []
+    leases = {x.target: (x.owner, x.until) for x in await store.target_leases()}
+    renewed = clock() + timedelta(seconds=15)
+    assert leases == {
+        "t1": ("A", renewed),
+        "t2": ("A", renewed),
+        "t3": ("B", T0 + timedelta(seconds=15)),
+    }
+    clock.advance(16)  # t2 lapses and B takes it: A's next renewal no longer names it
+    assert await store.acquire_target("t2", owner="B", lease=15, now=clock()) is not None
+    assert await store.renew_targets("A", lease=15, now=clock()) == ["t1"]
 
 
 # --- cluster: outbox claims ---------------------------------------------------------------------

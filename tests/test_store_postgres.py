@@ -110,6 +110,7 @@ async def test_every_time_column_is_timestamptz(backend: PostgresBackend) -> Non
         ("instances", "started_at"),
         ("instances", "last_heartbeat"),
         ("target_leases", "lease_until"),
+        ("target_checks", "checked_at"),
         *(("silences", c) for c in ("starts_at", "ends_at", "created_at", "updated_at")),
     }
     assert {t for _, _, t in columns} == {"timestamp with time zone"}, columns

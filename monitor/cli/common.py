@@ -19,12 +19,9 @@ from monitor.logs import configure_logging
 
 if TYPE_CHECKING:
     from monitor.settings import Settings
-    from monitor.store import Store
+    from monitor.store import ClusterStore
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from monitor.store import Store
 
 EXIT_OK, EXIT_SINK, EXIT_USAGE, EXIT_NO_TICKER, EXIT_FETCH = 0, 1, 2, 3, 4
 EXIT_UNDELIVERED = 5
@@ -72,7 +69,7 @@ def configure_for(settings: Settings, *, level: str | None = None) -> None:
 
 
 @contextlib.asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+async def opened_store(settings: Settings) -> AsyncIterator[ClusterStore]:
     """The configured store, open for the block (a command's short use of the database)."""
     from monitor.app import store_for  # noqa: PLC0415 -- start-up time of other commands
 
@@ -84,7 +81,7 @@ async def opened_store(settings: Settings) -> AsyncIterator[Store]:
         await store.aclose()
 
 
-def with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(args: argparse.Namespace, work: Callable[[ClusterStore], Awaitable[T]]) -> T:
     """Open the configured store, run ``work`` on it, close it (for the reading commands)."""
     settings = settings_of(args)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.cli.common import EXIT_OK, Subparsers, add_config, columns, settings_of, with_store
 from monitor.settings import Settings
-from monitor.store import Store
+from monitor.store import ClusterStore
 
 #: how long ``status`` waits for the daemon's endpoint before reading the store itself
 DAEMON_TIMEOUT = 3.0
@@ -63,17 +63,23 @@ def _from_daemon(settings: Settings) -> dict[str, Any] | None:
 
 
 def _from_store(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from monitor.cluster import view_of  # noqa: PLC0415 -- start-up time
     from monitor.daemon import in_window  # noqa: PLC0415 -- start-up time
     from monitor.status import Board, build_view, seed_board  # noqa: PLC0415 -- start-up time
 
     now = datetime.now(UTC)
 
-    async def work(store: Store) -> dict[str, Any]:
+    async def work(store: ClusterStore) -> dict[str, Any]:
         board = Board(settings.targets, started_at=now)
         await seed_board(board, store)
         board.store_answered(await store.outbox_counts())
         view = await build_view(
-            board, store, now=now, active=lambda t, at: in_window(t.active, at), live=False
+            board,
+            store,
+            now=now,
+            active=lambda t, at: in_window(t.active, at),
+            live=False,
+            cluster=await view_of(store, lease=settings.cluster.lease, now=now),
         )
         return view.to_json()
 
@@ -96,36 +102,24 @@ def health_text(target: Mapping[str, Any]) -> str:
 def render_text(data: Mapping[str, Any], now: datetime) -> str:
     """The picture for a terminal, from its JSON form (the daemon's ``/api/status`` or a local
     one), so ``status`` prints the same whichever drew it."""
-    from monitor.status import clock, relative  # noqa: PLC0415 -- start-up time
+    from monitor.status import clock  # noqa: PLC0415 -- start-up time
 
     lines = []
     source = "live from the daemon" if data["live"] else "from the store (daemon not reachable)"
     ready = "ready" if data["ready"] else "NOT READY"
     lines.append(f"ticker-monitor {data['version']} · {ready} · {source}")
+    cluster: Mapping[str, Any] | None = data.get("cluster")
+    me = cluster["me"] if cluster else ""
+    if me and cluster is not None:
+        holds = ", ".join(cluster["held"]) or "no target"
+        lines.append(f"instance {me} · checks {holds}")
     for key, why in data["problems"].items():
         lines.append(f"  ! {key}: {why}")
     for t in data["targets"]:
         lines.append("")
-        lines.append(f"{t['name']}  {health_text(t)}  {t['url']}")
-        last = _parse_time(t["last_check_at"])
-        nxt = _parse_time(t["next_run"])
-        ok = _parse_time(t["last_success_at"])
-        lines.append(
-            f"  last check {relative(last, now) if last or data['live'] else 'unknown'}"
-            f" ({t['last_outcome'] or '-'}) · "
-            f"last success {relative(ok, now)} · next run "
-            + (relative(nxt, now) if nxt else "unknown")
-        )
-        if t["detail"]:
-            lines.append(f"  error: {t['detail']}")
-        rows = [("PAIR", "RATE", "CHANGE", "CHANGES (7d)")]
-        for p in t["pairs"]:
-            pct = "" if p["change_pct"] is None else f"{p['change_pct']}%"
-            rows.append((p["pair"], p["rate"], pct, str(len(p["history"]))))
-        if len(rows) > 1:
-            lines.extend(f"  {line}" for line in columns(rows, right={1, 2, 3}))
-        if t["page_date"]:
-            lines.append(f"  page date: {t['page_date']}")
+        lines.extend(_target_text(t, now, live=data["live"], me=me if cluster else None))
+    if cluster is not None:
+        lines.extend(_members_text(cluster, now))
     counts = data["outbox"]
     if counts:
         lines.append("")
@@ -145,6 +139,52 @@ def render_text(data: Mapping[str, Any], now: datetime) -> str:
                     f"attempts {d['attempts']}){error}"
                 )
     return "\n".join(lines)
+
+
+def _target_text(t: Mapping[str, Any], now: datetime, *, live: bool, me: str | None) -> list[str]:
+    """One target's lines; ``me``: this instance's name in a cluster (None: no cluster known)."""
+    from monitor.status import relative  # noqa: PLC0415 -- start-up time
+
+    lines = [f"{t['name']}  {health_text(t)}  {t['url']}"]
+    by = t.get("checked_by")
+    if me is not None and by != me:
+        lines.append(f"  checked by {by}" if by else "  checked by no instance right now")
+    last = _parse_time(t["last_check_at"])
+    nxt = _parse_time(t["next_run"])
+    ok = _parse_time(t["last_success_at"])
+    lines.append(
+        f"  last check {relative(last, now) if last or live else 'unknown'}"
+        f" ({t['last_outcome'] or '-'}) · "
+        f"last success {relative(ok, now)} · next run " + (relative(nxt, now) if nxt else "unknown")
+    )
+    if t["detail"]:
+        lines.append(f"  error: {t['detail']}")
+    rows = [("PAIR", "RATE", "CHANGE", "CHANGES (7d)")]
+    for p in t["pairs"]:
+        pct = "" if p["change_pct"] is None else f"{p['change_pct']}%"
+        rows.append((p["pair"], p["rate"], pct, str(len(p["history"]))))
+    if len(rows) > 1:
+        lines.extend(f"  {line}" for line in columns(rows, right={1, 2, 3}))
+    if t["page_date"]:
+        lines.append(f"  page date: {t['page_date']}")
+    return lines
+
+
+def _members_text(cluster: Mapping[str, Any], now: datetime) -> list[str]:
+    """The cluster's members, each with its last heartbeat and what it checks."""
+    from monitor.status import relative  # noqa: PLC0415 -- start-up time
+
+    kind = "one daemon (SQLite)" if cluster["single_daemon"] else "shared store"
+    members = cluster["members"]
+    lines = ["", f"cluster ({kind}, lease {cluster['lease']:g}s): {len(members)} member(s)"]
+    rows = [("MEMBER", "STATE", "HEARTBEAT", "CHECKS")]
+    for m in members:
+        beat = relative(_parse_time(m["last_heartbeat"]), now)
+        name = f"{m['id']} (this one)" if m["id"] == cluster["me"] else m["id"]
+        rows.append((name, "alive" if m["alive"] else "silent", beat, ", ".join(m["targets"])))
+    if members:
+        lines.extend(f"  {line}" for line in columns(rows))
+    return lines
 
 
 def _parse_time(text: str | None) -> datetime | None:

@@ -115,11 +115,23 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class TargetLease:
-    """Who checks a target, until when (by the store's clock)."""
+    """Who checks a target, until when (by the store's clock), and when its last check began."""
 
     target: str
     owner: str
     until: datetime
+    #: when the target's last check began (:meth:`ClusterStore.begin_check`; None: never)
+    checked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTurn:
+    """The answer of :meth:`ClusterStore.begin_check` to the target's lease holder."""
+
+    #: check now: the check's start is recorded (at the store's now)
+    granted: bool
+    #: seconds since the target's previous check began, by the store's clock (None: never)
+    since_last: float | None
 
 
 class Store(Protocol):
@@ -276,7 +288,16 @@ class ClusterStore(Store, Protocol):
     :meth:`leave` can release everything an instance holds. Leases are compared on the store's
     clock (see the module's docstring). A backend owned by one process implements the same
     methods on its own tables, so the daemon has one code path.
+
+    When each target's last check began is kept apart from its lease (it outlives a release, a
+    ``leave`` and a lapse), so whoever takes a target over knows when it is due.
     """
+
+    @property
+    def single_daemon(self) -> bool:
+        """True for a backend only one daemon may use at a time (SQLite: one file on one host);
+        the daemon refuses to start next to another live member of it."""
+        ...
 
     async def register(self, member: str, *, host: str, pid: int, now: datetime) -> None:
         """Join, or join again after a restart: ``started_at`` and ``last_heartbeat`` are now."""
@@ -310,7 +331,28 @@ class ClusterStore(Store, Protocol):
         ...
 
     async def target_leases(self) -> list[TargetLease]:
-        """Every target lease (live or lapsed), by target."""
+        """Every target lease (live or lapsed), by target, with when the target's last check
+        began."""
+        ...
+
+    async def renew_targets(self, owner: str, *, lease: float, now: datetime) -> list[str]:
+        """Extend every target lease ``owner`` holds to ``lease`` seconds from now, in one go (the
+        heartbeat's renewal); return those targets, by name. A lease another owner took after
+        this one's lapsed is not ``owner``'s any more and is missing from the answer."""
+        ...
+
+    async def begin_check(
+        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+    ) -> CheckTurn | None:
+        """Take or renew the target's lease (as :meth:`acquire_target`) and, unless its last
+        check began less than ``spacing`` seconds ago, record that a check begins now, all in
+        one step: of several instances asking, at most one is granted a check per ``spacing``.
+
+        None while another owner holds a live lease (nothing changes). Otherwise ``owner`` holds
+        the lease, and the turn says whether it checks now and how long ago the last check began
+        (so a new owner checks at the last check + the interval, not twice in one interval). A
+        last check that began after now (the clock stepped back) counts as none.
+        """
         ...
 
     async def renew_claims(

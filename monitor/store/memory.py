@@ -31,6 +31,7 @@ from monitor.models import (
 )
 from monitor.store import (
     CheckCommit,
+    CheckTurn,
     Member,
     Observation,
     OutboxCounts,
@@ -105,12 +106,30 @@ class MemoryDatabase:
     last_id: int = 0
     instances: dict[str, Member] = field(default_factory=dict)
     target_leases: dict[str, TargetLease] = field(default_factory=dict)
+    #: target -> when its last check began
+    target_checks: dict[str, datetime] = field(default_factory=dict)
     #: id -> silence, in insertion order
     silences: dict[str, Silence] = field(default_factory=dict)
 
 
+def _take(
+    db: MemoryDatabase, target: str, owner: str, at: datetime, lease: float
+) -> datetime | None:
+    """Take ``target``'s lease until ``lease`` seconds after ``at`` unless another owner holds a
+    live one; when it ends (None: not taken)."""
+    held = db.target_leases.get(target)
+    if held is not None and held.owner != owner and held.until > at:
+        return None
+    until = at + timedelta(seconds=lease)
+    db.target_leases[target] = TargetLease(target, owner, until)
+    return until
+
+
 class MemoryStore:
     """:class:`monitor.store.ClusterStore` in memory (see the module's docstring)."""
+
+    #: several stores on one MemoryDatabase stand for instances on several hosts
+    single_daemon = False
 
     def __init__(self, database: MemoryDatabase | None = None) -> None:
         self.database = database if database is not None else MemoryDatabase()
@@ -479,13 +498,7 @@ class MemoryStore:
         self, target: str, *, owner: str, lease: float, now: datetime
     ) -> datetime | None:
         db = await self._enter("acquire_target")
-        at = utc(now)
-        held = db.target_leases.get(target)
-        if held is not None and held.owner != owner and held.until > at:
-            return None
-        until = at + timedelta(seconds=lease)
-        db.target_leases[target] = TargetLease(target, owner, until)
-        return until
+        return _take(db, target, owner, utc(now), lease)
 
     async def release_target(self, target: str, *, owner: str) -> None:
         db = await self._enter("release_target")
@@ -495,7 +508,32 @@ class MemoryStore:
 
     async def target_leases(self) -> list[TargetLease]:
         db = await self._enter("target_leases")
-        return [db.target_leases[k] for k in sorted(db.target_leases)]
+        return [
+            replace(db.target_leases[k], checked_at=db.target_checks.get(k))
+            for k in sorted(db.target_leases)
+        ]
+
+    async def renew_targets(self, owner: str, *, lease: float, now: datetime) -> list[str]:
+        db = await self._enter("renew_targets")
+        until = utc(now) + timedelta(seconds=lease)
+        held = sorted(t for t, x in db.target_leases.items() if x.owner == owner)
+        for target in held:
+            db.target_leases[target] = TargetLease(target, owner, until)
+        return held
+
+    async def begin_check(
+        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+    ) -> CheckTurn | None:
+        db = await self._enter("begin_check")
+        at = utc(now)
+        if _take(db, target, owner, at, lease) is None:
+            return None
+        last = db.target_checks.get(target)
+        since = None if last is None or last > at else (at - last).total_seconds()
+        granted = since is None or since >= spacing
+        if granted:
+            db.target_checks[target] = at
+        return CheckTurn(granted=granted, since_last=since)
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime

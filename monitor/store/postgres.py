@@ -52,6 +52,7 @@ from monitor.models import (
 from monitor.redact import LoggerGuard, Scrubber
 from monitor.store import (
     CheckCommit,
+    CheckTurn,
     Member,
     Observation,
     OutboxCounts,
@@ -170,6 +171,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX silences_target_ends_at ON silences (target, ends_at)",
     ),
+    (
+        # 4: when each target's last check began (it outlives the target's lease)
+        """
+        CREATE TABLE target_checks (
+            target     text PRIMARY KEY,
+            checked_at timestamptz NOT NULL
+        )
+        """,
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -197,6 +207,18 @@ def _silence(values: Sequence[Any]) -> Silence:
 def _q(text: LiteralString) -> sql.Composed:
     """A statement whose ``{now}`` is the clock leases and due times are compared on."""
     return sql.SQL(text).format(now=_NOW)
+
+
+#: take a target's lease: free, lapsed, or already the owner's; of several instances asking at
+#: once, the row comes back to exactly one (the unique index serializes them)
+_TAKE_LEASE = _q(
+    "INSERT INTO target_leases (target, owner, lease_until)"
+    " VALUES (%(target)s, %(owner)s, {now} + make_interval(secs => %(lease)s))"
+    " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
+    " lease_until = excluded.lease_until"
+    " WHERE target_leases.lease_until <= {now} OR target_leases.owner = excluded.owner"
+    " RETURNING lease_until"
+)
 
 
 def _one_line(text: str) -> str:
@@ -227,6 +249,9 @@ class PostgresStore:
     where a due time is turned into the caller's), so lease tests need no sleeps. ``min_size`` and
     ``max_size`` bound the pool; ``timeout`` is how long a call waits for a free connection.
     """
+
+    #: the database's clock and row locks coordinate any number of daemons
+    single_daemon = False
 
     def __init__(
         self,
@@ -868,15 +893,7 @@ class PostgresStore:
     ) -> datetime | None:
         rows = await self._rows(
             "acquire_target",
-            _q(
-                "INSERT INTO target_leases (target, owner, lease_until)"
-                " VALUES (%(target)s, %(owner)s, {now} + make_interval(secs => %(lease)s))"
-                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
-                " lease_until = excluded.lease_until"
-                " WHERE target_leases.lease_until <= {now}"
-                " OR target_leases.owner = excluded.owner"
-                " RETURNING lease_until"
-            ),
+            _TAKE_LEASE,
             self._p(target=target, owner=owner, lease=lease),
         )
         return utc(rows[0][0]) if rows else None
@@ -891,10 +908,58 @@ class PostgresStore:
     async def target_leases(self) -> list[TargetLease]:
         rows = await self._rows(
             "target_leases",
-            "SELECT target, owner, lease_until FROM target_leases ORDER BY target",
+            "SELECT l.target, l.owner, l.lease_until, c.checked_at FROM target_leases l"
+            " LEFT JOIN target_checks c ON c.target = l.target ORDER BY l.target",
             {},
         )
-        return [TargetLease(target=t, owner=o, until=utc(u)) for t, o, u in rows]
+        return [
+            TargetLease(target=t, owner=o, until=utc(u), checked_at=None if c is None else utc(c))
+            for t, o, u, c in rows
+        ]
+
+    async def renew_targets(self, owner: str, *, lease: float, now: datetime) -> list[str]:
+        rows = await self._rows(
+            "renew_targets",
+            _q(
+                "UPDATE target_leases SET lease_until = {now} + make_interval(secs => %(lease)s)"
+                " WHERE owner = %(owner)s RETURNING target"
+            ),
+            self._p(owner=owner, lease=lease),
+        )
+        return sorted(str(r[0]) for r in rows)
+
+    async def begin_check(
+        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+    ) -> CheckTurn | None:
+        params = self._p(target=target, owner=owner, lease=lease, spacing=spacing)
+        async with self._tx("begin_check") as conn:
+            # the lease first: its row lock serializes the instances asking for this target
+            cur = await conn.execute(
+                _TAKE_LEASE,
+                params,
+            )
+            if await cur.fetchone() is None:
+                return None
+            # seconds since the last check began; one that began after now does not count
+            cur = await conn.execute(
+                _q(
+                    "SELECT extract(epoch FROM {now} - checked_at)::float8 FROM target_checks"
+                    " WHERE target = %(target)s AND checked_at <= {now}"
+                ),
+                params,
+            )
+            row = await cur.fetchone()
+            since = None if row is None else float(row[0])
+            granted = since is None or since >= spacing
+            if granted:
+                await conn.execute(
+                    _q(
+                        "INSERT INTO target_checks (target, checked_at) VALUES (%(target)s, {now})"
+                        " ON CONFLICT (target) DO UPDATE SET checked_at = excluded.checked_at"
+                    ),
+                    params,
+                )
+        return CheckTurn(granted=granted, since_last=since)
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime

@@ -11,7 +11,7 @@ error.
 Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
 microsecond, readable in the ``sqlite3`` shell, and ordered correctly by plain text comparison.
 
-Schema (version 3; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 4; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     targets       name PK, state_json, etag, last_modified, updated_at
     observations  id PK, target -> targets(name), observed_at, snapshot_json
@@ -27,6 +27,7 @@ Schema (version 3; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS`
     silences      id PK, target, pair, kind, starts_at, ends_at, comment, created_by,
                   created_at, updated_at
                   index (target, ends_at) for the active silences of a target    (version 3)
+    target_checks target PK, checked_at (when its last check began)                  (version 4)
 
 Step 3 rebuilt ``outbox`` (SQLite cannot alter a CHECK constraint): a new table, the rows copied
 with their ids, the AUTOINCREMENT counter carried over (ids are never reused), the old table
@@ -34,7 +35,11 @@ dropped, the new one renamed and indexed, all in the step's one transaction.
 
 The cluster tables (:class:`monitor.store.ClusterStore`) work here as on PostgreSQL, on the
 caller's clock, so the daemon has one code path; but a shared SQLite file is never safe across
-hosts: several instances need the PostgreSQL store.
+hosts: several instances need the PostgreSQL store, and the daemon refuses to start next to
+another live daemon on one file (``single_daemon``). Their writes (heartbeats, target leases, the
+start of each check) are not synced to disk one by one (``synchronous=NORMAL`` for them, which
+WAL keeps consistent; the next synced commit carries them): a power cut may forget a lease, never
+corrupt the file or lose a committed check, and an unchanged check still costs no fsync.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from monitor.models import (
 )
 from monitor.store import (
     CheckCommit,
+    CheckTurn,
     Member,
     Observation,
     OutboxCounts,
@@ -209,6 +215,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX silences_target_ends_at ON silences (target, ends_at)",
     ),
+    (
+        # 4: when each target's last check began (it outlives the target's lease)
+        """
+        CREATE TABLE target_checks (
+            target     TEXT PRIMARY KEY,
+            checked_at TEXT NOT NULL
+        )
+        """,
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -245,6 +260,16 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
 
 
 _SILENCE_COLUMNS = ", ".join(SILENCE_COLUMNS)
+
+#: take a target's lease (target, owner, until, now): free, lapsed, or already the owner's; the
+#: row comes back only to the one who holds it after
+_TAKE_LEASE = (
+    "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
+    " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
+    " lease_until = excluded.lease_until"
+    " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
+    " RETURNING lease_until"
+)
 
 
 def _silence(values: Sequence[Any]) -> Silence:
@@ -353,6 +378,16 @@ def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
     return result
 
 
+def _unsynced(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work`` in a transaction committed without an fsync of its own (``synchronous=NORMAL``),
+    for the cluster's short-lived rows (see the module's docstring)."""
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        return _transaction(conn, work)
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")
+
+
 def _known_version(conn: sqlite3.Connection) -> int:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
@@ -385,6 +420,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
 class SqliteStore:
     """:class:`monitor.store.ClusterStore` on a local SQLite file (or ``":memory:"``, for one
     process)."""
+
+    #: one file on one host: one daemon at a time (module docstring)
+    single_daemon = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
@@ -422,6 +460,9 @@ class SqliteStore:
 
     async def _write(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(op, lambda conn: _transaction(conn, work))
+
+    async def _write_unsynced(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(op, lambda conn: _unsynced(conn, work))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -995,7 +1036,7 @@ class SqliteStore:
                 > 0
             )
 
-        return await self._write("heartbeat", write)
+        return await self._write_unsynced("heartbeat", write)
 
     async def members(self) -> list[Member]:
         def work(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, str]]:
@@ -1026,16 +1067,12 @@ class SqliteStore:
 
         def write(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "INSERT INTO target_leases (target, owner, lease_until) VALUES (?, ?, ?)"
-                " ON CONFLICT (target) DO UPDATE SET owner = excluded.owner,"
-                " lease_until = excluded.lease_until"
-                " WHERE target_leases.lease_until <= ? OR target_leases.owner = excluded.owner"
-                " RETURNING lease_until",
+                _TAKE_LEASE,
                 (target, owner, until, at),
             ).fetchone()
             return None if row is None else str(row[0])
 
-        held = await self._write("acquire_target", write)
+        held = await self._write_unsynced("acquire_target", write)
         return None if held is None else _dt(held)
 
     async def release_target(self, target: str, *, owner: str) -> None:
@@ -1044,18 +1081,61 @@ class SqliteStore:
                 "DELETE FROM target_leases WHERE target = ? AND owner = ?", (target, owner)
             )
 
-        await self._write("release_target", write)
+        await self._write_unsynced("release_target", write)
 
     async def target_leases(self) -> list[TargetLease]:
-        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        def work(conn: sqlite3.Connection) -> list[tuple[str, str, str, str | None]]:
             return conn.execute(
-                "SELECT target, owner, lease_until FROM target_leases ORDER BY target"
+                "SELECT l.target, l.owner, l.lease_until, c.checked_at FROM target_leases l"
+                " LEFT JOIN target_checks c ON c.target = l.target ORDER BY l.target"
             ).fetchall()
 
         return [
-            TargetLease(target=t, owner=o, until=_dt(u))
-            for t, o, u in await self._call("target_leases", work)
+            TargetLease(target=t, owner=o, until=_dt(u), checked_at=_opt_dt(c))
+            for t, o, u, c in await self._call("target_leases", work)
         ]
+
+    async def renew_targets(self, owner: str, *, lease: float, now: datetime) -> list[str]:
+        until = _ts(now + timedelta(seconds=lease))
+
+        def write(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "UPDATE target_leases SET lease_until = ? WHERE owner = ? RETURNING target",
+                (until, owner),
+            ).fetchall()
+            return sorted(str(r[0]) for r in rows)
+
+        return await self._write_unsynced("renew_targets", write)
+
+    async def begin_check(
+        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+    ) -> CheckTurn | None:
+        at = _ts(now)
+        until = _ts(now + timedelta(seconds=lease))
+
+        def write(conn: sqlite3.Connection) -> CheckTurn | None:
+            won = conn.execute(
+                _TAKE_LEASE,
+                (target, owner, until, at),
+            ).fetchone()
+            if won is None:
+                return None
+            row = conn.execute(
+                "SELECT checked_at FROM target_checks WHERE target = ?", (target,)
+            ).fetchone()
+            since = None if row is None else (now - _dt(str(row[0]))).total_seconds()
+            if since is not None and since < 0:  # the clock stepped back: it does not count
+                since = None
+            granted = since is None or since >= spacing
+            if granted:
+                conn.execute(
+                    "INSERT INTO target_checks (target, checked_at) VALUES (?, ?)"
+                    " ON CONFLICT (target) DO UPDATE SET checked_at = excluded.checked_at",
+                    (target, at),
+                )
+            return CheckTurn(granted=granted, since_last=since)
+
+        return await self._write_unsynced("begin_check", write)
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime

@@ -8,7 +8,7 @@ started. Then a last life with the page frozen. The promise, for every sink:
   the baseline to the last committed value, and every committed outbox row was delivered;
 - duplicate messages are at most one per kill, and a duplicated event carries one dedup id;
 - the last life delivers the backlog at once (its dead predecessors' leases are released at start,
-  not waited out: the lease is the default 60 s);
+  not waited out: the lease is 60 s here, four times the default, so that waiting would show);
 - ``PRAGMA integrity_check`` is ok, and no life logged a traceback.
 """
 
@@ -108,6 +108,7 @@ def test_thirty_sigkills_lose_nothing_and_duplicate_at_most_one_message_each(
             tmp_path,
             source.url,
             Sinks(slack_url=slack.url_for(SLACK_PATH), smtp_port=smtp.port),
+            delivery='lease = "60s"',
         )
         db = tmp_path / "state.db"
         started = time.monotonic()

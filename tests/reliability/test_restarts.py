@@ -1,7 +1,8 @@
 """Restarts: a SIGKILL mid-send, mid-digest or a SIGTERM mid-check, and what the next life does.
 
-- A life killed while a Slack post is in flight held its rows' leases (60 s, the default); the
-  next life releases them at start (they are its own previous life's) and sends at once.
+- A life killed while a Slack post is in flight held its rows' leases (60 s here, four times the
+  default, so that waiting them out would show); the next life releases them at start (they are its
+  own previous life's) and sends at once.
 - A life killed in the middle of a split digest (60 changes: three posts) re-sends only the post
   that was in flight, never the ones Slack had already accepted.
 - SIGTERM while a check outlives the grace period: the check is abandoned with one warning, the
@@ -53,7 +54,12 @@ def test_a_restart_sends_at_once_what_its_killed_life_held(tmp_path: Path) -> No
     gate = Gate(hold=1)
     with ThreadedPageServer(page_with(rate(0))) as source, ThreadedPageServer("ok") as slack:
         slack.route(SLACK_PATH, gate)
-        config = write_config(tmp_path, source.url, Sinks(slack_url=slack.url_for(SLACK_PATH)))
+        config = write_config(
+            tmp_path,
+            source.url,
+            Sinks(slack_url=slack.url_for(SLACK_PATH)),
+            delivery='lease = "60s"',
+        )
         with DaemonProcess(config) as first:
             assert first.wait_log("check_done", timeout=30)
             source.set_page(page_with(rate(1)))
