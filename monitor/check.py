@@ -53,6 +53,8 @@ class CheckResult:
     deliveries: int
     state: TargetState | None = None
     error: str = ""
+    #: the check wrote to the store (an unchanged check writes nothing)
+    committed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +244,9 @@ class Checker:
             events=len(events),
             deliveries=inserted,
         )
-        return CheckResult(plan.name, check_id, label, len(events), inserted, new_state, error)
+        return CheckResult(
+            plan.name, check_id, label, len(events), inserted, new_state, error, committed=True
+        )
 
     def _read(self, plan: TargetPlan, fetched: FetchResult) -> Snapshot:
         """``read_snapshot`` of a fetched body, through what the target's last read remembers

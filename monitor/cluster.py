@@ -211,7 +211,7 @@ class Cluster:
 
     ``is_over(member)`` says whether a member is a life of this host that has ended (its leases
     are given back at once at :meth:`join`); ``on_acquired`` is called for each target this member
-    takes; ``on_view`` after each heartbeat with what it saw.
+    takes; ``on_view`` after each heartbeat with what it saw, ``on_store_error`` when one fails.
     """
 
     store: ClusterStore
@@ -222,6 +222,8 @@ class Cluster:
     is_over: Callable[[str], bool]
     on_acquired: Acquired | None = None
     on_view: Callable[[ClusterView], None] | None = None
+    #: a heartbeat failed (the store's error, safe to show)
+    on_store_error: Callable[[str], None] | None = None
     #: the targets this member holds, as of its last heartbeat or turn
     held: set[str] = field(default_factory=set)
     view: ClusterView | None = None
@@ -273,9 +275,14 @@ class Cluster:
                 async with asyncio.timeout(self.policy.lease / 2):
                     await self.tick()
             except TimeoutError:
-                log.warning("cluster_heartbeat_failed", error="the store did not answer in time")
+                self._heartbeat_failed("the store did not answer in time")
             except StoreError as exc:
-                log.warning("cluster_heartbeat_failed", error=str(exc))
+                self._heartbeat_failed(str(exc))
+
+    def _heartbeat_failed(self, error: str) -> None:
+        log.warning("cluster_heartbeat_failed", error=error)
+        if self.on_store_error is not None:
+            self.on_store_error(error)
 
     # --- the heartbeat ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import random
 import signal
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -97,6 +98,7 @@ class Daemon:
         self.cluster = app.cluster
         self.cluster.on_acquired = self._acquired
         self.cluster.on_view = self._cluster_seen
+        self.cluster.on_store_error = partial(self.board.store_write_failed, "heartbeat")
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class Daemon:
             await self.cluster.tick()
         except StoreError as exc:  # the next heartbeats try again
             log.warning("cluster_heartbeat_failed", error=str(exc))
+            self.board.store_write_failed("heartbeat", str(exc))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -331,7 +334,7 @@ class Daemon:
         except StoreError as exc:  # expected when the disk is full or the file locked: no trace
             log.warning("check_store_failed", target=plan.name, error=str(exc))
             self.metrics.store_error("check")
-            self.board.store_failed(str(exc))  # a store error's text is safe to show
+            self.board.store_write_failed("check", str(exc))  # a store error's text is safe
             self.board.checked(
                 plan.name, at=self._clock(), outcome="error", error=str(exc), state=None
             )
@@ -344,6 +347,8 @@ class Daemon:
                 plan.name, at=self._clock(), outcome="error", error=shown, state=None
             )
             return None
+        if result.committed:
+            self.board.store_wrote("check")
         self.board.checked(
             plan.name,
             at=self._clock(),
@@ -378,6 +383,7 @@ class Daemon:
         self._move_job(target, self._clock())
 
     def _cluster_seen(self, view: ClusterView) -> None:
+        self.board.store_wrote("heartbeat")
         self.board.clustered(view)
         self.metrics.cluster(view, self.board.targets)
         for name in self.board.targets:

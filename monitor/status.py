@@ -101,8 +101,11 @@ class Board:
     def __init__(self, targets: Iterable[TargetConfig], *, started_at: datetime) -> None:
         self.targets: dict[str, LiveTarget] = {t.name: LiveTarget(t) for t in targets}
         self.started_at = started_at
-        self.store_ok = True
-        self.store_error = ""
+        #: the last read probe's failure; and by writer (a check's commit, the heartbeat), its
+        #: last write's failure until that writer writes again -- a locked SQLite file, or a full
+        #: disk, still answers reads
+        self._read_error = ""
+        self._write_errors: dict[str, str] = {}
         self.outbox: list[OutboxCounts] = []
         #: the cluster as this daemon's last heartbeat saw it (None: before the first one)
         self.cluster: ClusterView | None = None
@@ -129,11 +132,29 @@ class Board:
         """Does this daemon check ``name``? (Every target, until its first heartbeat.)"""
         return self.cluster is None or name in self.cluster.held
 
+    @property
+    def store_ok(self) -> bool:
+        """The store answers reads, and each writer's last write went in."""
+        return not (self._read_error or self._write_errors)
+
+    @property
+    def store_error(self) -> str:
+        return next(iter(self._write_errors.values()), self._read_error)
+
     def store_answered(self, counts: list[OutboxCounts]) -> None:
-        self.store_ok, self.store_error, self.outbox = True, "", counts
+        """A read answered (the probe): the outbox counts; a failed write still stands."""
+        self._read_error, self.outbox = "", counts
 
     def store_failed(self, error: str) -> None:
-        self.store_ok, self.store_error = False, error
+        """A read failed or timed out."""
+        self._read_error = error
+
+    def store_write_failed(self, writer: str, error: str) -> None:
+        """``writer``'s write failed: not ready until its next write goes in."""
+        self._write_errors[writer] = error
+
+    def store_wrote(self, writer: str) -> None:
+        self._write_errors.pop(writer, None)
 
     def outbox_total(self, status: str) -> int:
         return sum(c.count for c in self.outbox if c.status == status)

@@ -9,8 +9,9 @@ port in use is a one-line configuration error, not a stack trace from inside a t
 ``/``              the status page (server-drawn HTML, no scripts, refreshes itself)
 ``/api/status``    the same picture as JSON (what ``ticker-monitor status`` prints)
 ``/healthz``       200 while the process and its loop are alive; never touches the store
-``/readyz``        200 when the store answers and every target is fresh, else 503 naming each
-                   failing target and why (from memory: it never waits on the database)
+``/readyz``        200 when the store answers and takes writes and every target is fresh, else 503
+                   naming each failing target (and ``store``) and why; from memory: it never
+                   waits on the database
 ``/metrics``       Prometheus text
 =================  ================================================================================
 

@@ -84,6 +84,28 @@ def test_down_and_layout_broken_are_not_ready_and_the_store_flag_counts() -> Non
     assert board.targets["other"].health == "layout_broken"
 
 
+def test_a_failed_write_stands_until_that_writer_writes_again_not_when_a_read_answers() -> None:
+    board = Board([], started_at=T0)
+    board.store_write_failed("check", "database is locked")
+    board.store_answered([])  # a locked SQLite file still answers the read probe
+    assert readiness(board, T0, always) == {
+        "store": "the store does not answer: database is locked"
+    }
+    board.store_write_failed("heartbeat", "database or disk is full")
+    board.store_wrote("heartbeat")  # the heartbeat went in; the failed check's write has not
+    assert not board.store_ok
+    assert board.store_error == "database is locked"
+    board.store_wrote("check")
+    assert board.store_ok
+    assert readiness(board, T0, always) == {}
+    board.store_failed("no answer within 5s")  # and a failed read on its own counts too
+    assert readiness(board, T0, always) == {
+        "store": "the store does not answer: no answer within 5s"
+    }
+    board.store_answered([])
+    assert board.store_ok
+
+
 def test_health_of_a_failing_target_before_it_is_down() -> None:
     board = Board([target()], started_at=T0)
     assert board.targets["timesca"].health == "unknown"

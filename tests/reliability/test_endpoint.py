@@ -5,12 +5,15 @@ says ready: so ``/healthz`` and ``/metrics`` must answer at once while another p
 SQLite write lock (the daemon's own writes then wait out the busy timeout) and while the disk is
 full. The listen address binds beyond loopback only as written out (``0.0.0.0:9464``, with a
 warning at start), never through a shorthand the socket layer would also take (``0:9464``,
-``0x0:9464`` mean every interface); a busy port ends the start in one line, exit 2.
+``0x0:9464`` mean every interface); a busy port ends the start in one line, exit 2. Readiness,
+unlike liveness, says the store is failing while its writes fail (a locked file still answers
+reads) and comes back once they go in again.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import time
 import urllib.request
@@ -36,6 +39,21 @@ def timed_get(port: int, path: str) -> tuple[int, float]:
     except urllib.error.HTTPError as exc:
         status = exc.code
     return status, time.monotonic() - started
+
+
+def readyz(port: int) -> tuple[int, dict[str, object]]:
+    """(status, body) of ``/readyz``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return int(resp.status), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def not_ready_naming_the_store(port: int) -> bool:
+    status, body = readyz(port)
+    failing = body.get("failing")
+    return status == 503 and isinstance(failing, dict) and "store" in failing
 
 
 def probe_while(port: int, seconds: float) -> dict[str, float]:
@@ -65,7 +83,10 @@ def test_liveness_answers_at_once_while_the_store_is_locked(tmp_path: Path) -> N
                 source.set_page(page_with(rate(1)))  # the check's commit now waits, then fails
                 slowest = probe_while(port, BUSY_TIMEOUT * 2 + 2)
                 assert daemon.events_named("check_store_failed")  # the store really was stuck
+                # reads still answer under a write lock; readiness follows the failed writes
+                assert not_ready_naming_the_store(port), readyz(port)
             assert max(slowest.values()) < PROMPT, slowest
+            assert wait_for(lambda: readyz(port)[0] == 200, timeout=30), readyz(port)
             assert daemon.terminate() == 0
     record("liveness_store_locked", **figures(slowest))
 
@@ -84,9 +105,11 @@ def test_liveness_answers_at_once_while_the_disk_is_full(tmp_path: Path, iofault
                 source.set_page(page_with(rate(1)))
                 slowest = probe_while(port, 6)
                 assert wait_for(lambda: daemon.events_named("check_store_failed"), timeout=15)
+                assert not_ready_naming_the_store(port), readyz(port)
             finally:
                 iofault.heal()
             assert max(slowest.values()) < PROMPT, slowest
+            assert wait_for(lambda: readyz(port)[0] == 200, timeout=30), readyz(port)
             assert daemon.terminate() == 0
     record("liveness_disk_full", **figures(slowest))
 
