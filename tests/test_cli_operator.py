@@ -258,6 +258,24 @@ sinks = ["team", "mail"]
     assert shown["sinks"]["mail"]["from"] == "a@example.org"
     assert shown["sinks"]["team"]["webhook_url"] == REDACTED
     assert json.loads(as_json.stdout)["sinks"]["mail"]["password"] == REDACTED
+    assert shown["targets"][0]["url"].endswith(f"?key={REDACTED}&lang={REDACTED}")
+
+
+def test_config_show_writes_a_sqlite_path_as_given(tmp_path: Path) -> None:
+    cases = {
+        "sqlite:////var/lib/ticker-monitor/state.db": "sqlite:////var/lib/ticker-monitor/state.db",
+        "sqlite:///state.db": f"sqlite:///{tmp_path / 'state.db'}",  # beside the file, as run
+    }
+    for database, effective in cases.items():
+        path = tmp_path / "monitor.toml"
+        path.write_text(
+            f'[monitor]\ndatabase = "{database}"\n'
+            '[[targets]]\nname = "t"\nurl = "http://127.0.0.1:9/"\n',
+            encoding="utf-8",
+        )
+        shown = cli("config", "show", "--config", str(path))
+        assert shown.returncode == 0, shown.stderr
+        assert tomllib.loads(shown.stdout)["monitor"]["database"] == effective
 
 
 def test_config_check_and_its_alias_validate(tmp_path: Path) -> None:

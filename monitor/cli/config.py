@@ -88,8 +88,14 @@ def mask_url(url: str) -> str:
         netloc = f"{user}:{MASK}@" + netloc.rpartition("@")[2]
     elif "@" in netloc:
         netloc = f"{MASK}@" + netloc.rpartition("@")[2]
-    query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, MASK if parts.fragment else ""))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, MASK) for k, _ in pairs], safe="[]")
+    fragment = MASK if parts.fragment else ""
+    if parts.scheme and url.startswith(f"{parts.scheme}://"):
+        # written out: urlunsplit drops an empty authority (sqlite:////var/x.db -> sqlite://var/x.db)
+        tail = (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+        return f"{parts.scheme}://{netloc}{parts.path}{tail}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 #: how pydantic writes a ``SecretStr`` in a JSON dump

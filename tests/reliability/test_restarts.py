@@ -70,7 +70,9 @@ def test_a_restart_sends_at_once_what_its_killed_life_held(tmp_path: Path) -> No
             up = time.monotonic()
             assert wait_for(lambda: gate.count >= 2, timeout=15)  # not after 60 s
             resent = round(time.monotonic() - up, 2)
-            assert second.wait_log("outbox_leases_released", timeout=5)
+            # its previous life is known to have ended: given back (targets and claims) at join
+            (gone,) = second.events_named("cluster_member_gone")
+            assert gone["reason"] == "its process has ended"
             assert wait_for(
                 lambda: {r["status"] for r in outbox_rows(tmp_path / "state.db")} == {"sent"}, 10
             )

@@ -136,10 +136,10 @@ def tmpfs(where: Path, size: str) -> Iterator[Path | None]:
 
 def fill(filler: Path) -> None:
     """Write ``filler`` until its filesystem is full to the last byte."""
-    with filler.open("wb") as f, contextlib.suppress(OSError):
+    # unbuffered: a buffered file's close() would flush what did not fit, and raise ENOSPC there
+    with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
         while True:
             f.write(bytes(64 << 10))
-            f.flush()
 
 
 def fault_cycle(
