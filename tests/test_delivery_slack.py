@@ -91,8 +91,8 @@ async def test_429_with_retry_after_then_ok_posts_once_not_before_2s(store: Sqli
     assert elapsed >= 2.0
     first, second = (r.json() for r in rx.requests)
     assert first == second  # the same message, retried
-    (row,) = await store.list_outbox()
-    assert (row["status"], row["attempts"]) == ("sent", 1)
+    (row,) = await store.outbox_rows()
+    assert (row.status, row.attempts) == ("sent", 1)
 
 
 async def test_a_burst_of_20_changes_is_one_post_with_every_change(store: SqliteStore) -> None:
@@ -107,7 +107,7 @@ async def test_a_burst_of_20_changes_is_one_post_with_every_change(store: Sqlite
     (post,) = rx.requests
     text = post.body.decode()
     assert all(f"P{n:02d}/USD" in text for n in range(20))
-    assert {r["status"] for r in await store.list_outbox(limit=50)} == {"sent"}
+    assert {r.status for r in await store.outbox_rows(limit=50)} == {"sent"}
 
 
 async def test_posts_to_one_webhook_are_spaced_by_min_interval(store: SqliteStore) -> None:

@@ -20,6 +20,7 @@ from monitor.models import Delivery, Event, EventKind, NewDelivery, Reading, Tar
 from monitor.outbox import Deliverer, RetryPolicy
 from monitor.sinks import Accepted, Sink
 from monitor.sinks.file import FileConfig, FileSink
+from monitor.store import OutboxRow
 from monitor.store.sqlite import SqliteStore
 
 T0 = datetime(2025, 5, 16, 8, 30, tzinfo=UTC)
@@ -119,11 +120,11 @@ async def add(
 
 
 async def statuses(store: SqliteStore) -> dict[int, str]:
-    return {int(str(r["id"])): str(r["status"]) for r in await store.list_outbox(limit=1000)}
+    return {int(str(r.id)): str(r.status) for r in await store.outbox_rows(limit=1000)}
 
 
-async def row(store: SqliteStore, row_id: int) -> dict[str, Any]:
-    (found,) = [r for r in await store.list_outbox(limit=1000) if r["id"] == row_id]
+async def row(store: SqliteStore, row_id: int) -> OutboxRow:
+    (found,) = [r for r in await store.outbox_rows(limit=1000) if r.id == row_id]
     return found
 
 
@@ -202,8 +203,8 @@ async def test_a_flaky_sink_gets_every_message_once_in_order(store: SqliteStore)
         assert await d.deliver_due() == 1  # the head fails; the rows behind it wait
         assert sink.accepted == []
         head = await row(store, 1)
-        assert head["attempts"] == attempt
-        assert head["last_error"] == "503"
+        assert head.attempts == attempt
+        assert head.last_error == "503"
         assert await d.deliver_due() == 0  # backing off: not due yet, no call made
         assert sink.calls == attempt
         clock.advance(10.0)  # backoff_max
@@ -220,7 +221,7 @@ async def test_a_permanent_failure_dead_letters_and_the_rest_goes_on(store: Sqli
         assert await deliverer(store, sink, clock=Clock()).deliver_due() == 3
     assert sink.accepted == ids[1:]
     assert await statuses(store) == {1: "dead", 2: "sent", 3: "sent"}
-    assert (await row(store, 1))["last_error"] == "404 no such channel"
+    assert (await row(store, 1)).last_error == "404 no such channel"
     (dead,) = [e for e in logs if e["event"] == "delivery_dead"]
     assert dead["error"] == "404 no such channel"
     assert dead["log_level"] == "error"
@@ -241,9 +242,9 @@ async def test_a_failing_or_hanging_sink_does_not_delay_a_healthy_one(store: Sql
     assert failing.calls == 1
     assert hanging.calls == 1
     hung = await row(store, 1)  # the hanging sink's head: retried, not lost
-    assert hung["status"] == "pending"
-    assert hung["attempts"] == 1
-    assert "did not finish within 0.5s" in str(hung["last_error"])
+    assert hung.status == "pending"
+    assert hung.attempts == 1
+    assert "did not finish within 0.5s" in str(hung.last_error)
 
 
 async def test_retry_after_is_honoured(store: SqliteStore) -> None:
@@ -275,7 +276,7 @@ async def test_rows_older_than_max_age_expire(store: SqliteStore) -> None:
         assert await d.deliver_due() == 3
     assert sink.accepted == fresh
     assert await statuses(store) == {1: "dead", 2: "dead", 3: "sent"}
-    assert str((await row(store, 1))["last_error"]).startswith("expired after 3600s")
+    assert str((await row(store, 1)).last_error).startswith("expired after 3600s")
     assert [e["event"] for e in logs].count("delivery_expired") == 2
     assert counts == [("slack", "dead", 2), ("slack", "sent", 1)]
 
@@ -290,8 +291,8 @@ async def test_max_attempts_dead_letters_then_moves_on(store: SqliteStore) -> No
     assert await d.deliver_due() == 2  # attempt 2 fails -> dead; row 2 is sent
     assert await statuses(store) == {1: "dead", 2: "sent"}
     head = await row(store, 1)
-    assert head["attempts"] == 2
-    assert head["last_error"] == "gave up after 2 attempts: 503"
+    assert head.attempts == 2
+    assert head.last_error == "gave up after 2 attempts: 503"
     assert sink.accepted == ids[1:]
 
 
@@ -356,8 +357,8 @@ class SplittingSink(FakeSink):
                 raise SinkError("503", retryable=True)
             self.posts.append([d.event.event_id for d in part])
             await on_accepted(part)
-            rows = await self.store.list_outbox(limit=100)
-            self.seen_sent.append(sorted(str(r["id"]) for r in rows if r["status"] == "sent"))
+            rows = await self.store.outbox_rows(limit=100)
+            self.seen_sent.append(sorted(str(r.id) for r in rows if r.status == "sent"))
 
 
 async def test_each_accepted_part_of_a_digest_is_marked_sent_at_once(store: SqliteStore) -> None:
@@ -368,8 +369,8 @@ async def test_each_accepted_part_of_a_digest_is_marked_sent_at_once(store: Sqli
     await d.deliver_due()
     assert sink.seen_sent == [["1", "2"]]  # the first post was marked before the second went
     assert await statuses(store) == {1: "sent", 2: "sent", 3: "pending", 4: "pending", 5: "pending"}
-    assert (await row(store, 3))["attempts"] == 1
-    assert (await row(store, 1))["attempts"] == 0
+    assert (await row(store, 3)).attempts == 1
+    assert (await row(store, 1)).attempts == 0
     clock.advance(60)
     await d.deliver_due()
     assert sink.posts == [ids[0:2], ids[2:4], ids[4:5]]  # nothing posted twice
@@ -395,8 +396,8 @@ async def test_a_sink_bug_is_logged_and_retried(store: SqliteStore) -> None:
     with capture_logs() as logs:
         assert await deliverer(store, sink, clock=Clock()).deliver_due() == 1
     head = await row(store, 1)
-    assert head["status"] == "pending"
-    assert head["last_error"] == "the sink raised RuntimeError (a bug)"
+    assert head.status == "pending"
+    assert head.last_error == "the sink raised RuntimeError (a bug)"
     crash = next(e for e in logs if e["event"] == "delivery_sink_crashed")
     assert crash["exc_info"] is True
     assert crash["sink"] == "buggy"
@@ -482,7 +483,7 @@ async def test_stop_lets_the_inflight_send_finish_and_releases_the_rest(
     d = deliverer(store, sink)
     worker = asyncio.create_task(d.run())
     await asyncio.wait_for(sink.started.wait(), 1.0)  # row 1 is in flight; 2 and 3 are leased
-    assert (await row(store, 2))["lease_owner"] == "test-worker"
+    assert (await row(store, 2)).lease_owner == "test-worker"
     stopping = asyncio.create_task(d.stop(grace=2.0))
     await asyncio.sleep(0.05)
     assert not stopping.done()  # waiting for the in-flight send
@@ -494,8 +495,8 @@ async def test_stop_lets_the_inflight_send_finish_and_releases_the_rest(
     assert await statuses(store) == {1: "sent", 2: "pending", 3: "pending"}
     for row_id in (2, 3):
         released = await row(store, row_id)
-        assert released["lease_owner"] is None
-        assert released["attempts"] == 0
+        assert released.lease_owner is None
+        assert released.attempts == 0
 
 
 async def test_stop_cancels_a_send_that_outlives_the_grace_period(store: SqliteStore) -> None:
@@ -510,9 +511,9 @@ async def test_stop_cancels_a_send_that_outlives_the_grace_period(store: SqliteS
     await asyncio.wait_for(worker, 1.0)
     for row_id in (1, 2):  # back in the queue untouched: the next start sends them
         released = await row(store, row_id)
-        assert released["status"] == "pending"
-        assert released["lease_owner"] is None
-        assert released["attempts"] == 0
+        assert released.status == "pending"
+        assert released.lease_owner is None
+        assert released.attempts == 0
 
 
 async def test_the_loop_survives_a_store_failure(store: SqliteStore) -> None:
@@ -580,7 +581,7 @@ async def test_claims_are_renewed_while_a_send_outlasts_the_lease(tmp_path: Path
             target = clock() + timedelta(seconds=0.25)
 
             async def renewed(t: datetime = target) -> bool:
-                until = (await row(mine, 1))["lease_until"]
+                until = (await row(mine, 1)).lease_until
                 assert isinstance(until, datetime)
                 return until >= t
 
@@ -622,7 +623,7 @@ async def test_a_lane_that_lost_its_claims_stops_and_leaves_them_to_their_new_ow
             gate.set()  # row 1's send ends (the receiver got it): it is marked sent
             await asyncio.wait_for(sending, 5.0)
         assert sink.accepted == [ids[0]]  # rows 2 and 3 are B's now: not sent here
-        assert [(await row(other, n))["lease_owner"] for n in (2, 3)] == ["B", "B"]
+        assert [(await row(other, n)).lease_owner for n in (2, 3)] == ["B", "B"]
         theirs = FakeSink("slack")
         b = Deliverer(other, {"slack": theirs}, policy=RetryPolicy(), owner="B", clock=clock)
         assert await b.deliver_due() == 2

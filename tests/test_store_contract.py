@@ -15,7 +15,6 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,7 +30,15 @@ from monitor.models import (
     TargetState,
     Validators,
 )
-from monitor.store import CheckCommit, CheckTurn, ClusterStore, Member, OutboxCounts, TargetLease
+from monitor.store import (
+    CheckCommit,
+    CheckTurn,
+    ClusterStore,
+    Member,
+    OutboxCounts,
+    OutboxRow,
+    TargetLease,
+)
 from monitor.store.sqlite import SCHEMA_VERSION
 from tests.store_backends import (
     BACKENDS,
@@ -122,13 +129,13 @@ async def claim(
     return [d.id for d in rows]
 
 
-async def rows(store: ClusterStore, status: str | None = None) -> dict[int, dict[str, Any]]:
-    return {int(str(r["id"])): r for r in await store.list_outbox(status=status, limit=1000)}
+async def rows(store: ClusterStore, status: str | None = None) -> dict[int, OutboxRow]:
+    return {int(str(r.id)): r for r in await store.outbox_rows(status=status, limit=1000)}
 
 
 async def ids_of(store: ClusterStore, *ns: int) -> list[int]:
     """The outbox ids of deliveries ``ns`` (as numbered by :func:`delivery`)."""
-    by_key = {r["dedup_key"]: i for i, r in (await rows(store)).items()}
+    by_key = {r.dedup_key: i for i, r in (await rows(store)).items()}
     return [by_key[delivery(n).dedup_key] for n in ns]
 
 
@@ -192,7 +199,7 @@ async def test_commit_check_is_all_or_nothing(
     with pytest.raises(StoreError, match="commit_check"):
         await commit(store, clock, [delivery(2), bad], state=after, observed=snapshot("0.2"))
     assert (await store.load_target("timesca"))[0] == before
-    assert [r["dedup_key"] for r in (await rows(store)).values()] == [delivery(1).dedup_key]
+    assert [r.dedup_key for r in (await rows(store)).values()] == [delivery(1).dedup_key]
     assert len(await backend.observations()) == 1
     # and the store still works afterwards
     assert await commit(store, clock, [delivery(2)], state=after) == 1
@@ -260,7 +267,7 @@ async def test_a_failing_check_in_commit_checks_is_rolled_back_alone(
     assert (await store.load_target("bad"))[0] == before
     assert (await store.load_target("t1"))[0].snapshot == snapshot("0.2")
     assert (await store.load_target("t2"))[0].snapshot == snapshot("0.2")
-    assert sorted(r["target"] for r in (await rows(store)).values()) == ["t1", "t2"]
+    assert sorted(r.target for r in (await rows(store)).values()) == ["t1", "t2"]
     assert sorted(t for t, _, _ in await backend.observations()) == ["bad", "t1", "t2"]
     # and the store goes on: the check's next try is written whole
     assert await store.commit_checks([replace(bad, deliveries=bad.deliveries[:1])]) == [1]
@@ -337,7 +344,7 @@ async def test_leases_block_other_owners_until_they_lapse(
     # A crashes. Once its lease lapses, B takes the rows over (the crash-recovery path).
     clock.now = T0 + timedelta(seconds=60)
     assert await claim(store, clock, "B") == [one, two, three]
-    assert {r["lease_owner"] for r in (await rows(store)).values()} == {"B"}
+    assert {r.lease_owner for r in (await rows(store)).values()} == {"B"}
 
 
 async def test_a_claim_stops_at_the_first_row_leased_by_another(
@@ -368,11 +375,11 @@ async def test_an_owner_releases_only_the_rows_it_still_holds(
     clock.advance(15)  # A's lease lapsed; B took the rows over and is sending them
     assert await claim(store, clock, "B") == [one, two]
     await store.release([one, two], owner="A")  # A, late, gives back what it no longer holds
-    assert {r["lease_owner"] for r in (await rows(store)).values()} == {"B"}
+    assert {r.lease_owner for r in (await rows(store)).values()} == {"B"}
     assert await claim(store, clock, "C") == []
     await store.release([one], owner="B")
-    assert (await rows(store))[one]["lease_owner"] is None
-    assert (await rows(store))[two]["lease_owner"] == "B"
+    assert (await rows(store))[one].lease_owner is None
+    assert (await rows(store))[two].lease_owner == "B"
 
 
 async def test_the_leases_of_lives_known_to_be_over_are_given_back_at_once(
@@ -412,9 +419,9 @@ async def test_an_unreadable_row_is_dead_lettered_not_blocking(
     assert [d.event for d in claimed] == [event(2)]
     dead = await rows(store, "dead")
     assert list(dead) == [one]
-    assert "unreadable" in str(dead[one]["last_error"])
-    assert dead[one]["event"] is None  # listed all the same
-    assert (await rows(store))[two]["lease_owner"] == "w"
+    assert "unreadable" in str(dead[one].last_error)
+    assert dead[one].event is None  # listed all the same
+    assert (await rows(store))[two].lease_owner == "w"
 
 
 # --- marks --------------------------------------------------------------------------------------
@@ -434,30 +441,30 @@ async def test_mark_transitions(store: ClusterStore, clock: Clock) -> None:
     await store.mark_dead([ids[2]], now=t1, error="404 no such webhook")
     await store.release([ids[3]])
     r = await rows(store)
-    assert r[ids[0]]["status"] == "sent"
-    assert r[ids[0]]["sent_at"] == t1
-    assert r[ids[0]]["updated_at"] == t1
-    assert r[ids[0]]["lease_owner"] is None
-    assert r[ids[1]]["status"] == "pending"
-    assert r[ids[1]]["attempts"] == 2
-    assert r[ids[1]]["next_attempt_at"] == t1 + timedelta(seconds=20)
-    assert r[ids[1]]["last_error"] == "503 again"
-    assert r[ids[1]]["memo"] == "rcpt:a"  # a retry without a memo keeps the sink's progress
-    assert r[ids[1]]["lease_until"] is None
-    assert r[ids[2]]["status"] == "dead"
-    assert r[ids[2]]["attempts"] == 1
-    assert r[ids[2]]["last_error"] == "404 no such webhook"
-    assert r[ids[3]]["status"] == "pending"
-    assert r[ids[3]]["attempts"] == 0
-    assert r[ids[3]]["lease_owner"] is None
+    assert r[ids[0]].status == "sent"
+    assert r[ids[0]].sent_at == t1
+    assert r[ids[0]].updated_at == t1
+    assert r[ids[0]].lease_owner is None
+    assert r[ids[1]].status == "pending"
+    assert r[ids[1]].attempts == 2
+    assert r[ids[1]].next_attempt_at == t1 + timedelta(seconds=20)
+    assert r[ids[1]].last_error == "503 again"
+    assert r[ids[1]].memo == "rcpt:a"  # a retry without a memo keeps the sink's progress
+    assert r[ids[1]].lease_until is None
+    assert r[ids[2]].status == "dead"
+    assert r[ids[2]].attempts == 1
+    assert r[ids[2]].last_error == "404 no such webhook"
+    assert r[ids[3]].status == "pending"
+    assert r[ids[3]].attempts == 0
+    assert r[ids[3]].lease_owner is None
     # final states are final
     await store.mark_retry([ids[0]], now=t1, next_attempt_at=t1, error="late")
     await store.mark_sent([ids[2]], now=t1)
     await store.mark_dead([ids[0]], now=t1, error="late")
     r2 = await rows(store)
-    assert r2[ids[0]]["status"] == "sent"
-    assert r2[ids[0]]["attempts"] == 0
-    assert r2[ids[2]]["status"] == "dead"
+    assert r2[ids[0]].status == "sent"
+    assert r2[ids[0]].attempts == 0
+    assert r2[ids[2]].status == "dead"
     assert await store.outbox_counts() == [
         OutboxCounts("slack", "dead", 1),
         OutboxCounts("slack", "pending", 2),
@@ -482,27 +489,32 @@ async def test_next_due_is_none_when_nothing_is_pending(store: ClusterStore, clo
     assert await store.sinks_with_pending() == []
 
 
-async def test_list_outbox_filters_and_validates(store: ClusterStore, clock: Clock) -> None:
+async def test_outbox_rows_filter_newest_first(store: ClusterStore, clock: Clock) -> None:
     await commit(store, clock, [delivery(1), delivery(2)])
     one, two = await ids_of(store, 1, 2)
     await store.claim("slack", now=clock(), limit=1, lease=60, owner="w")
     await store.mark_dead([one], now=clock(), error="gone")
-    listed = await store.list_outbox()
-    assert [r["id"] for r in listed] == [two, one]  # newest first
+    listed = await store.outbox_rows()
+    assert [r.id for r in listed] == [two, one]  # newest first
     first = listed[0]
-    assert first["short_id"] == delivery(2).dedup_key[:8]
-    assert first["dedup_key"] == delivery(2).dedup_key
-    assert first["sink"] == "slack"
-    assert first["target"] == "timesca"
-    assert first["check_id"] == "check-1"
-    assert first["created_at"] == T0
-    assert isinstance(first["event"], dict)
-    assert first["event"]["kind"] == "rate_changed"
-    assert first["event"]["new"]["rate"] == "0.28572"  # a decimal stays the page's text
-    assert [r["id"] for r in await store.list_outbox(status="dead")] == [one]
-    assert len(await store.list_outbox(limit=1)) == 1
-    with pytest.raises(ValueError, match="status"):
-        await store.list_outbox(status="lost")
+    assert first.short_id == delivery(2).dedup_key[:8]
+    assert first.dedup_key == delivery(2).dedup_key
+    assert first.sink == "slack"
+    assert first.target == "timesca"
+    assert first.check_id == "check-1"
+    assert first.created_at == T0
+    assert (first.lease_owner, first.silenced_by, first.memo) == (None, None, None)
+    assert first.event is not None
+    assert first.event.kind is EventKind.RATE_CHANGED
+    assert first.event.new is not None
+    assert str(first.event.new.rate) == "0.28572"  # a decimal stays the page's text
+    assert [r.id for r in await store.outbox_rows(status="dead")] == [one]
+    await store.claim("slack", now=clock(), limit=1, lease=60, owner="w")  # now the other one
+    claimed = await rows(store, "pending")
+    assert claimed[two].lease_owner == "w"
+    assert claimed[two].lease_until == T0 + timedelta(seconds=60)
+    assert len(await store.outbox_rows(limit=1)) == 1
+    assert await store.outbox_rows(status="lost") == []  # a status no row has
 
 
 async def test_outbox_rows_filter_by_status_time_and_short_id(
@@ -564,12 +576,12 @@ async def test_requeue_revives_only_dead_rows(store: ClusterStore, clock: Clock)
     later = clock.advance(3 * 86400)
     assert await store.requeue([first, second, 999_999], now=later) == 1
     r = await rows(store)
-    assert r[first]["status"] == "pending"
-    assert r[first]["attempts"] == 0
-    assert r[first]["created_at"] == later  # max_age counts from the re-queue
-    assert r[first]["next_attempt_at"] == later
-    assert r[first]["lease_owner"] is None
-    assert r[second]["status"] == "sent"
+    assert r[first].status == "pending"
+    assert r[first].attempts == 0
+    assert r[first].created_at == later  # max_age counts from the re-queue
+    assert r[first].next_attempt_at == later
+    assert r[first].lease_owner is None
+    assert r[second].status == "sent"
     assert await claim(store, clock, "w2", limit=5) == [first]
     assert await store.requeue([], now=later) == 0
 
@@ -592,7 +604,9 @@ async def test_expire_history_deletes_old_observations_and_finished_rows(
     # 2 old observations + 1 sent + 1 dead; the old *pending* row 3 is never deleted
     assert await store.expire_history(new - timedelta(days=30)) == 4
     assert [at for _, at, _ in await backend.observations()] == [new]
-    assert [r["event"]["new"]["rate"] for r in (await rows(store)).values()] == [
+    assert [
+        str(r.event.new.rate) for r in (await rows(store)).values() if r.event and r.event.new
+    ] == [
         "0.28574",
         "0.28573",
     ]
@@ -906,7 +920,7 @@ async def test_claims_are_renewed_while_sending_and_lost_once_taken_over(
         two,
         three,
     ]
-    assert (await rows(store))[one]["lease_until"] == T0 + timedelta(seconds=110)
+    assert (await rows(store))[one].lease_until == T0 + timedelta(seconds=110)
     clock.advance(50)  # T0+100: A's first lease would have lapsed; the renewed one holds
     assert await claim(store, clock, "B") == []
     await store.mark_sent([one], now=clock())

@@ -130,8 +130,8 @@ async def test_the_silences_migration_keeps_every_row_and_never_reuses_an_id(
     store = SqliteStore(db)
     await store.open()
     try:
-        rows = sorted(await store.list_outbox(limit=10), key=lambda r: int(str(r["id"])))
-        assert [(r["id"], r["status"], r["last_error"]) for r in rows] == [
+        rows = sorted(await store.outbox_rows(limit=10), key=lambda r: int(str(r.id)))
+        assert [(r.id, r.status, r.last_error) for r in rows] == [
             (1, "sent", None),
             (2, "dead", "HTTP 404"),
             (3, "pending", None),
@@ -154,7 +154,7 @@ async def test_the_silences_migration_keeps_every_row_and_never_reuses_an_id(
             observed_at=T0,
             deliveries=[NewDelivery(event(9), "team", "c2")],
         )
-        ids = [r["id"] for r in await store.list_outbox(limit=10)]
+        ids = [r.id for r in await store.outbox_rows(limit=10)]
         assert max(ids) == 6  # ids 4 and 5 were used (then deleted): AUTOINCREMENT goes on
     finally:
         await store.aclose()
@@ -180,16 +180,16 @@ async def test_a_silenced_row_is_recorded_never_claimed_and_expires(store: Store
         deliveries=[quiet, loud],
     )
     assert inserted == 2
-    rows = {r["dedup_key"]: r for r in await store.list_outbox(limit=10)}
-    assert (rows[quiet.dedup_key]["status"], rows[quiet.dedup_key]["silenced_by"]) == (
+    rows = {r.dedup_key: r for r in await store.outbox_rows(limit=10)}
+    assert (rows[quiet.dedup_key].status, rows[quiet.dedup_key].silenced_by) == (
         "silenced",
         "s-1",
     )
-    assert (rows[loud.dedup_key]["status"], rows[loud.dedup_key]["silenced_by"]) == (
+    assert (rows[loud.dedup_key].status, rows[loud.dedup_key].silenced_by) == (
         "pending",
         None,
     )
-    assert [r["dedup_key"] for r in await store.list_outbox(status="silenced")] == [quiet.dedup_key]
+    assert [r.dedup_key for r in await store.outbox_rows(status="silenced")] == [quiet.dedup_key]
     claimed = await store.claim("team", now=T0, limit=10, lease=60, owner="w")
     assert [d.dedup_key for d in claimed] == [loud.dedup_key]
     assert await store.sinks_with_pending() == ["team"]

@@ -95,6 +95,15 @@ class OutboxRow:
     sent_at: datetime | None
     last_error: str | None
     event: Event | None
+    #: the check that wrote it
+    check_id: str = ""
+    #: who holds its lease and until when (None when nobody does)
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    #: what a partly sent batch already delivered (a sink's memo), or None
+    memo: str | None = None
+    #: the silence that muted it, or None
+    silenced_by: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -239,12 +248,6 @@ class Store(Protocol):
         ...
 
     async def outbox_counts(self) -> list[OutboxCounts]: ...
-
-    async def list_outbox(
-        self, *, status: str | None = None, limit: int = 100
-    ) -> list[dict[str, object]]:
-        """Outbox rows, newest first, for operators (``id``, ``sink``, ``status``, ...)."""
-        ...
 
     async def history(
         self, *, target: str | None = None, since: datetime | None = None

@@ -3,8 +3,8 @@
 States, snapshots and events are kept as compact JSON text exactly as ``to_json`` writes them
 (decimals as strings, never through ``float``); reading one back that no longer parses is a
 :class:`~monitor.errors.StoreError` for a target's state, and a dead letter for an outbox row (a row
-nobody can read would otherwise block its sink for ever). :func:`listing` gives the operator's view
-of an outbox row (``list_outbox``) from its columns, whatever the backend.
+nobody can read would otherwise block its sink for ever). :func:`outbox_row` gives the operator's view
+of an outbox row (``outbox_rows``) from its columns, whatever the backend.
 """
 
 from __future__ import annotations
@@ -28,13 +28,10 @@ from monitor.models import (
 from monitor.store import Observation, OutboxRow
 
 __all__ = [
-    "OUTBOX_COLUMNS",
     "ROW_COLUMNS",
     "SILENCE_COLUMNS",
-    "check_status",
     "dumps",
     "event_of",
-    "listing",
     "observation",
     "outbox_row",
     "row_status",
@@ -46,30 +43,6 @@ log = structlog.get_logger("monitor.store")
 
 #: what a stored JSON text that no longer reads as its value raises
 _UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
-
-_STATUSES = frozenset(s.value for s in DeliveryStatus)
-
-#: the columns of ``list_outbox``, in the order :func:`listing` takes them
-OUTBOX_COLUMNS = (
-    "id",
-    "dedup_key",
-    "sink",
-    "target",
-    "check_id",
-    "status",
-    "attempts",
-    "created_at",
-    "next_attempt_at",
-    "lease_owner",
-    "lease_until",
-    "last_error",
-    "memo",
-    "sent_at",
-    "updated_at",
-    "silenced_by",
-    "event_json",
-)
-_TIMES = ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at")
 
 
 def dumps(value: object) -> str:
@@ -96,33 +69,6 @@ def event_of(event_json: str, *, sink: str, row_id: int) -> Event | str:
         return f"unreadable event_json ({type(exc).__name__})"
 
 
-def check_status(status: str | None) -> None:
-    """``ValueError`` unless ``status`` is None or an outbox status."""
-    if status is not None and status not in _STATUSES:
-        raise ValueError(f"status must be one of {sorted(_STATUSES)}, not {status!r}")
-
-
-def listing(
-    values: Sequence[object], time: Callable[[object], datetime | None]
-) -> dict[str, object]:
-    """An outbox row for operators, from its :data:`OUTBOX_COLUMNS` values.
-
-    Times become aware UTC datetimes (``time`` reads the backend's form; None stays None);
-    ``event`` is the stored event as a JSON object (None if it is unreadable); ``short_id`` is the
-    dedup id messages carry.
-    """
-    row: dict[str, object] = dict(zip(OUTBOX_COLUMNS, values, strict=True))
-    for key in _TIMES:
-        row[key] = None if row[key] is None else time(row[key])
-    raw = row.pop("event_json")
-    try:
-        row["event"] = json.loads(str(raw))
-    except ValueError:
-        row["event"] = None
-    row["short_id"] = str(row["dedup_key"])[:8]
-    return row
-
-
 #: the columns of ``outbox_rows``, in the order :func:`outbox_row` takes them
 ROW_COLUMNS = (
     "id",
@@ -137,13 +83,21 @@ ROW_COLUMNS = (
     "sent_at",
     "last_error",
     "event_json",
+    "check_id",
+    "lease_owner",
+    "lease_until",
+    "memo",
+    "silenced_by",
 )
 
 
 def outbox_row(values: Sequence[object], time: Callable[[object], datetime]) -> OutboxRow:
     """An outbox row for operators from its :data:`ROW_COLUMNS` values (``time`` reads the
     backend's form of a time); its ``event`` is None when it no longer reads."""
-    (row_id, key, sink, target, status, attempts, created, updated, due, sent, error, raw) = values
+    (row_id, key, sink, target, status, attempts, created, updated, due, sent, error, raw) = values[
+        :12
+    ]
+    check_id, lease_owner, lease_until, memo, silenced_by = values[12:]
     try:
         event: Event | None = Event.from_json(json.loads(str(raw)))
     except _UNREADABLE:
@@ -161,6 +115,11 @@ def outbox_row(values: Sequence[object], time: Callable[[object], datetime]) -> 
         sent_at=None if sent is None else time(sent),
         last_error=None if error is None else str(error),
         event=event,
+        check_id=str(check_id or ""),
+        lease_owner=None if lease_owner is None else str(lease_owner),
+        lease_until=None if lease_until is None else time(lease_until),
+        memo=None if memo is None else str(memo),
+        silenced_by=None if silenced_by is None else str(silenced_by),
     )
 
 

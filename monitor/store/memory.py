@@ -39,12 +39,9 @@ from monitor.store import (
     TargetLease,
 )
 from monitor.store.codec import (
-    OUTBOX_COLUMNS,
     ROW_COLUMNS,
-    check_status,
     dumps,
     event_of,
-    listing,
     observation,
     outbox_row,
     row_status,
@@ -389,19 +386,6 @@ class MemoryStore:
         for row in db.outbox.values():
             counts[row.sink, row.status] = counts.get((row.sink, row.status), 0) + 1
         return [OutboxCounts(sink=s, status=st, count=n) for (s, st), n in sorted(counts.items())]
-
-    async def list_outbox(
-        self, *, status: str | None = None, limit: int = 100
-    ) -> list[dict[str, object]]:
-        check_status(status)
-        db = await self._enter("list_outbox")
-        rows = [r for r in reversed(db.outbox.values()) if status is None or r.status == status]
-        return [
-            listing(
-                [getattr(row, c) for c in OUTBOX_COLUMNS], lambda moment: cast(datetime, moment)
-            )
-            for row in rows[: max(limit, 0)]
-        ]
 
     async def history(
         self, *, target: str | None = None, since: datetime | None = None

@@ -60,12 +60,9 @@ from monitor.store import (
     TargetLease,
 )
 from monitor.store.codec import (
-    OUTBOX_COLUMNS,
     ROW_COLUMNS,
-    check_status,
     dumps,
     event_of,
-    listing,
     observation,
     outbox_row,
     row_status,
@@ -734,20 +731,6 @@ class PostgresStore:
             {},
         )
         return [OutboxCounts(sink=s, status=st, count=int(n)) for s, st, n in rows]
-
-    async def list_outbox(
-        self, *, status: str | None = None, limit: int = 100
-    ) -> list[dict[str, object]]:
-        """The newest ``limit`` outbox rows (of one ``status`` if given), newest first."""
-        check_status(status)
-        rows = await self._rows(
-            "list_outbox",
-            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"  # noqa: S608 -- fixed column names; values are bound
-            " WHERE %(status)s::text IS NULL OR status = %(status)s"
-            " ORDER BY id DESC LIMIT %(limit)s",
-            {"status": status, "limit": max(limit, 0)},
-        )
-        return [listing(values, lambda moment: utc(cast(datetime, moment))) for values in rows]
 
     async def history(
         self, *, target: str | None = None, since: datetime | None = None

@@ -76,13 +76,10 @@ from monitor.store import (
     TargetLease,
 )
 from monitor.store.codec import (
-    OUTBOX_COLUMNS,
     ROW_COLUMNS,
     SILENCE_COLUMNS,
-    check_status,
     dumps,
     event_of,
-    listing,
     observation,
     outbox_row,
     row_status,
@@ -925,30 +922,6 @@ class SqliteStore:
         return None if row is None else _silence(row)
 
     # --- extras (operator commands, start-up checks) --------------------------------------------
-
-    async def list_outbox(
-        self, *, status: str | None = None, limit: int = 100
-    ) -> list[dict[str, object]]:
-        """The newest ``limit`` outbox rows (of one ``status`` if given), newest first.
-
-        Times are aware UTC datetimes; ``event`` is the stored event as a JSON object (None if the
-        row is unreadable).
-        """
-        check_status(status)
-        columns = OUTBOX_COLUMNS
-        where = "" if status is None else " WHERE status = ?"
-        params: tuple[object, ...] = (limit,) if status is None else (status, limit)
-
-        def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(
-                f"SELECT {', '.join(columns)} FROM outbox{where} ORDER BY id DESC LIMIT ?",  # noqa: S608 -- fixed column names and a fixed WHERE; values are bound
-                params,
-            ).fetchall()
-
-        return [
-            listing(values, lambda text: _dt(str(text)))
-            for values in await self._call("list_outbox", work)
-        ]
 
     async def history(
         self, *, target: str | None = None, since: datetime | None = None
