@@ -8,6 +8,8 @@ either way in the charset the ``Content-Type`` header declares (:mod:`monitor.ch
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +27,18 @@ from monitor.parse import (
     reread,
 )
 from monitor.parse.items import DEFAULT_GRAMMAR
+
+
+@contextmanager
+def _json_hint(content_type: str) -> Iterator[None]:
+    """A page that reads as no ticker, served as JSON: say how to read it instead."""
+    try:
+        yield
+    except ParseError as exc:
+        if is_json(content_type):
+            raise ParseError(f"{exc}; the response is JSON: read it with a json_query") from None
+        raise
+
 
 __all__ = ["How", "Memo", "Reader"]
 
@@ -76,14 +90,8 @@ class Reader:
                     media = content_type.split(";", 1)[0].strip()
                     raise ParseError(f"{exc}; the response is {media}, not JSON") from None
                 raise
-        try:
+        with _json_hint(content_type):
             return parse_page(body, selector=self.selector, grammar=self.grammar, charset=charset)
-        except ParseError as exc:
-            if is_json(content_type):
-                raise ParseError(
-                    f"{exc}; the response is JSON: read it with a json_query"
-                ) from None
-            raise
 
     def read_again(
         self, body: bytes, content_type: str = "", memo: Memo | None = None
@@ -115,14 +123,8 @@ class Reader:
         *,
         learning: bool,
     ) -> Reread:
-        try:
+        with _json_hint(content_type):
             return reread(body, grammar=self.grammar, charset=charset, hint=hint, learning=learning)
-        except ParseError as exc:
-            if is_json(content_type):
-                raise ParseError(
-                    f"{exc}; the response is JSON: read it with a json_query"
-                ) from None
-            raise
 
     def explain(self, body: bytes, content_type: str = "", *, limit: int = 20) -> Explanation:
         """What :meth:`read` looks at, block by block (or element by element), and why."""
