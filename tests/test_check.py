@@ -29,12 +29,16 @@ from monitor.settings import Settings, load_settings, secret_values
 from tests.daemon_harness import alerts, page, write_config
 from tests.pages import ticker_text
 from tests.servers import PageServer, Reply
+from tests.store_backends import Clock
 
 BASE = {"TMT/USD": ("0.28575", "0")}
 
 
-async def check(config: Path) -> list[str]:
-    results = await Daemon(await build_app(load_settings(config))).run_once()
+async def check(config: Path, clock: Clock | None = None) -> list[str]:
+    """``run --once`` on ``config`` (at ``clock``'s time when given)."""
+    settings = load_settings(config)
+    app = await (build_app(settings) if clock is None else build_app(settings, clock=clock))
+    results = await Daemon(app).run_once()
     return [r.outcome for r in results]
 
 
@@ -151,12 +155,14 @@ async def test_down_after_time_marks_a_source_down_before_the_count(tmp_path: Pa
             sinks=("audit",),
             target_extra='down_after = 100\ndown_after_time = "1s"',
         )
-        assert await check(config) == ["observed"]
+        clock = Clock(datetime.now(UTC))
+        assert await check(config, clock) == ["observed"]
         server.default = Reply(502)
-        assert await check(config) == ["fetch_failed"]
+        clock.advance(0.9)
+        assert await check(config, clock) == ["fetch_failed"]
         assert alerts(tmp_path / "audit.jsonl") == []
-        await asyncio.sleep(1.1)
-        assert await check(config) == ["fetch_failed"]
+        clock.advance(0.2)  # 1.1 s since the last success
+        assert await check(config, clock) == ["fetch_failed"]
     assert kinds(tmp_path / "audit.jsonl") == [("source_down", None)]
 
 
