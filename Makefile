@@ -13,7 +13,7 @@ help:
 	@echo "make test   - set up .venv, then ruff, mypy and pytest"
 	@echo "make reliability - the real daemon under faults: tests/reliability (~4 min); figures in var/reliability.jsonl"
 	@echo "make docker-test - lint the Dockerfile, build the image with podman, run it (as root)"
-	@echo "make schema - regenerate config/monitor.schema.json from the settings models"
+	@echo "make schema - regenerate config/monitor.schema.json and the tables of docs/configuration.md from the settings models"
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make soak   - the daemon soak: 50 targets every second, a flaky Slack, 10 minutes (SOAK_SECONDS=600)"
 	@echo "make soak-memory - the in-process memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for longer)"
@@ -62,6 +62,7 @@ docker-test: $(STAMP)
 
 schema: $(STAMP)
 	$(BIN)/ticker-monitor config schema > config/monitor.schema.json
+	$(BIN)/python -m monitor.config_doc docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

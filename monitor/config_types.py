@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,15 +46,41 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds as a configuration file writes them: ``10.0`` -> ``"10s"``, ``600`` -> ``"10m"``,
+    ``0.25`` -> ``"250ms"``, ``0`` -> ``"0"`` (the largest unit that divides it; inverse of
+    :func:`parse_duration`)."""
+    if seconds == 0:
+        return "0"
+    for unit in ("d", "h", "m", "s", "ms"):
+        count = seconds / _UNITS[unit]
+        if count == int(count) and int(count) * _UNITS[unit] == seconds:
+            return f"{int(count)}{unit}"
+    return f"{Decimal(repr(seconds)):f}s"
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Pair = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")]
 
 
-class Strict(BaseModel):
-    """A configuration table: unknown keys are errors, values are frozen."""
+@dataclass(frozen=True, slots=True)
+class DocDefault:
+    """How the configuration reference writes a field's default when its value alone would not say
+    it: one computed at run time (``Annotated[Duration | None, DocDefault("a tenth of
+    `interval`")] = None``) or one that depends on other keys. Pydantic keeps it as metadata."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str
+
+
+class Strict(BaseModel):
+    """A configuration table: unknown keys are errors, values are frozen.
+
+    A field's meaning is its attribute docstring (the string right below it): the JSON Schema's
+    ``description`` and the configuration reference's (``docs/configuration.md``) meaning column.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def read_secret_files(data: Any, fields: tuple[str, ...]) -> Any:
@@ -101,9 +129,13 @@ class ActiveWindow(Strict):
     Parsed once, when the configuration is read; :meth:`contains` only compares.
     """
 
-    days: list[Day] = list(DAYS)
+    days: Annotated[list[Day], DocDefault("every day")] = list(DAYS)
+    """the days of the week, as `"mon"`, `"tue"`, ... `"sun"`"""
     hours: str = "00:00-24:00"
+    """`HH:MM-HH:MM`, from `00:00` to `24:00` (the end of the day); `22:00-06:00` spans midnight
+    (each moment's own day must be one of `days`)"""
     timezone: str = "UTC"
+    """the IANA time zone the days and hours are in, e.g. `"Asia/Ashgabat"`"""
     _span: tuple[time, time] = PrivateAttr()
     _zone: ZoneInfo = PrivateAttr()
 

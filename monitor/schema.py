@@ -6,9 +6,12 @@ with it; ``config/monitor.toml`` points at the copy in ``config/monitor.schema.j
 they are added here:
 
 - durations: a number of seconds *or* a string with a unit (``"250ms"``, ``"30s"``, ``"5m"``);
+  a duration key's description ends with that hint;
 - secrets from files: every single-value secret ``x`` may be given as ``x_file`` instead.
 
-A secret's default is never printed (pydantic would show it masked anyway).
+A secret's default is never printed (pydantic would show it masked anyway). The descriptions are
+the models' attribute docstrings; :mod:`monitor.config_doc` renders the same knowledge (durations,
+secrets, ``x_file``) as the tables of ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from monitor.settings import Settings
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
+DURATION_HINT = "seconds, or a number with a unit: 250ms, 30s, 5m, 1h, 7d"
 DURATION_SCHEMA: JsonSchemaValue = {
     "anyOf": [
         {"type": "number", "minimum": 0},
         {"type": "string", "pattern": DURATION_PATTERN.pattern},
     ],
-    "description": "seconds, or a number with a unit: 250ms, 30s, 5m, 1h, 7d",
+    "description": DURATION_HINT,
 }
 
 
@@ -43,8 +47,52 @@ class _Generator(GenerateJsonSchema):
         return super().function_before_schema(schema)
 
 
-def _is_secret(prop: JsonSchemaValue) -> bool:
+def _secret_string(prop: JsonSchemaValue) -> bool:
     return prop.get("type") == "string" and prop.get("format") == "password"
+
+
+def is_secret(prop: JsonSchemaValue) -> bool:
+    """Is this property a single-value secret (``SecretStr`` or ``SecretStr | None``)?"""
+    return _secret_string(prop) or any(
+        isinstance(item, dict) and _secret_string(item) for item in prop.get("anyOf", [])
+    )
+
+
+def holds_secrets(prop: JsonSchemaValue) -> bool:
+    """Are this list's items or this table's values secrets (Apprise ``urls``, webhook ``headers``)?"""
+    return any(_secret_string(prop.get(key) or {}) for key in ("items", "additionalProperties"))
+
+
+def is_duration(prop: JsonSchemaValue) -> bool:
+    """Is this property a duration (``Duration`` or ``Duration | None``)?"""
+    anyof = prop.get("anyOf", [])
+    return anyof == DURATION_SCHEMA["anyOf"] or any(
+        isinstance(item, dict) and item.get("anyOf") == DURATION_SCHEMA["anyOf"] for item in anyof
+    )
+
+
+def _descriptions(node: Any) -> None:
+    """Every description on one line (docstrings wrap), and every duration key's ending with
+    :data:`DURATION_HINT`: the key's own description replaces the one :data:`DURATION_SCHEMA`
+    carries (in place, recursively)."""
+    if isinstance(node, list):
+        for item in node:
+            _descriptions(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("description"), str):
+        node["description"] = " ".join(node["description"].split())
+    for prop in (node.get("properties") or {}).values():
+        if isinstance(prop, dict) and is_duration(prop):
+            meaning = " ".join(prop.get("description", DURATION_HINT).split())
+            prop["description"] = (
+                meaning
+                if meaning.endswith(DURATION_HINT)
+                else f"{meaning}. Duration: {DURATION_HINT}"
+            )
+    for value in node.values():
+        _descriptions(value)
 
 
 def _secret_files(node: Any) -> None:
@@ -58,7 +106,7 @@ def _secret_files(node: Any) -> None:
     props = node.get("properties")
     if isinstance(props, dict):
         for name, prop in list(props.items()):
-            if not (isinstance(prop, dict) and _is_secret(prop)):
+            if not (isinstance(prop, dict) and is_secret(prop)):
                 continue
             prop.pop("default", None)
             props[f"{name}_file"] = {
@@ -98,6 +146,7 @@ def config_schema() -> dict[str, Any]:
     schema = Settings.model_json_schema(by_alias=True, schema_generator=_Generator)
     _secret_files(schema)
     _stable_defaults(schema)
+    _descriptions(schema)
     schema["title"] = "ticker-monitor configuration (monitor.toml)"
     return {"$schema": SCHEMA_DIALECT, **schema}
 
@@ -107,4 +156,4 @@ def schema_text() -> str:
     return json.dumps(config_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-__all__ = ["config_schema", "schema_text"]
+__all__ = ["config_schema", "holds_secrets", "is_duration", "is_secret", "schema_text"]

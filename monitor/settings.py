@@ -39,7 +39,15 @@ from pydantic_settings import (
 )
 
 from monitor import __version__
-from monitor.config_types import ActiveWindow, Duration, Name, Pair, Strict, read_secret_files
+from monitor.config_types import (
+    ActiveWindow,
+    DocDefault,
+    Duration,
+    Name,
+    Pair,
+    Strict,
+    read_secret_files,
+)
 from monitor.errors import ConfigError
 from monitor.feed import FeedQuery, compile_query
 from monitor.models import PAIR_KINDS, EventKind
@@ -94,16 +102,37 @@ def beyond_loopback(host: str) -> bool:
 
 
 class MonitorSection(Strict):
+    """The daemon itself: its store, logs, endpoint and limits."""
+
     database: SecretStr = SecretStr("sqlite:///var/state.db")
+    """the state store. `sqlite:///relative/path` (relative to the file's directory when written in
+    the file) or `sqlite:////absolute/path`; or
+    `postgresql://user:password@host:5432/dbname?sslmode=verify-full&sslrootcert=…` (also
+    `postgres://`), for several instances on one database: TLS and other options in
+    docs/high-availability.md. A URL no store can open is refused by `validate`. The default is
+    `sqlite:///var/state.db`: `var/state.db` in the working directory"""
     log_format: Literal["console", "json", "auto"] = "auto"
+    """`console` (human), `json` (one object per line), `auto` (console on a terminal, JSON
+    otherwise)"""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    #: ``host:port`` of the health and metrics endpoint; ``""`` turns it off
+    """`debug`, `info`, `warning`, `error`"""
     listen: str = "127.0.0.1:9464"
+    """address of the status page, `/api/status`, `/healthz`, `/readyz` and `/metrics`: an IP
+    address written out in full (`127.0.0.1`, `[::1]`) or `localhost`, and a port (`0` picks a free
+    one). Binding beyond loopback is an explicit choice (`0.0.0.0:9464`, `[::]:9464`) and logs a
+    `web_listening_beyond_loopback` warning at start; shorthands the socket layer would read as
+    every interface (`0:9464`, `0x0:9464`) are refused. A port already in use stops the start
+    (exit 2). `""` turns the endpoint off"""
     grace_period: Duration = 10.0
+    """on SIGTERM/SIGINT, how long in-flight checks and sends may take to finish"""
     history_retention: Duration = 30 * 86400.0
+    """observation history older than this is deleted (hourly housekeeping)"""
     max_per_host: Annotated[int, Field(ge=1, le=64)] = 2
+    """concurrent fetches to one host (1 to 64)"""
     max_concurrent_checks: Annotated[int, Field(ge=1, le=1024)] = 16
+    """concurrent checks overall (1 to 1024)"""
     user_agent: str = f"ticker-monitor/{__version__} (+https://github.com/ticker-monitor)"
+    """the default `User-Agent` of every request; a target's `user_agent` overrides it"""
 
     @model_validator(mode="before")
     @classmethod
@@ -131,16 +160,24 @@ class MonitorSection(Strict):
 
 
 class DeliverySection(Strict):
-    #: a row still undelivered this long after it was written is dead-lettered
+    """The outbox: how long and how often an alert is retried, and how rows are claimed."""
+
     max_age: Duration = 24 * 3600.0
-    #: 0 means retry until ``max_age``
+    """an alert still undelivered this long after it was detected is dead-lettered"""
     max_attempts: Annotated[int, Field(ge=0, le=1000)] = 0
+    """dead-letter after this many failed attempts (at most 1000); `0` = retry until `max_age`"""
     backoff_initial: Duration = 1.0
+    """first retry delay (exponential, full jitter); more than 0"""
     backoff_max: Duration = 600.0
-    #: a claimed row stays this instance's this long without renewal (renewed every third of it
-    #: while its rows are being sent); a dead instance's claimed rows are sent by another after it
+    """the longest retry delay, at least `backoff_initial`; a receiver's `Retry-After` is honoured
+    (up to 1 h)"""
     lease: Duration = 15.0
+    """how long a claimed outbox row stays reserved for one sender without renewal; the sender
+    renews it every third of it while it sends, so a send may take longer. A restarted daemon
+    releases at once the leases its own killed predecessor held (same host); another instance's
+    lease lapses after this, and one survivor sends its rows (docs/high-availability.md)"""
     batch_size: Annotated[int, Field(ge=1, le=500)] = 50
+    """rows claimed per round per sink (1 to 500)"""
 
     @model_validator(mode="after")
     def _backoff_moves(self) -> DeliverySection:
@@ -160,11 +197,12 @@ class DeliverySection(Strict):
 class ClusterSection(Strict):
     """Several instances on one database (``docs/high-availability.md``); on SQLite, the one."""
 
-    #: a target stays an instance's this long without renewal (renewed every quarter of it); a
-    #: dead instance's targets are taken over within 1.5 times this
     lease: Duration = 10.0
-    #: an instance silent this long leaves the member list
+    """how long a target stays an instance's without renewal (1 s to 5 m); renewed by its heartbeat
+    every quarter of it. A dead instance's targets are taken over within 1.5 times this"""
     forget_after: Duration = 600.0
+    """a member silent this long leaves the member list (at least twice `lease`); until then the
+    status shows it as *silent*"""
 
     @model_validator(mode="after")
     def _sane(self) -> ClusterSection:
@@ -179,36 +217,61 @@ class ClusterSection(Strict):
 
 
 class TargetConfig(Strict):
+    """One page to watch (a ``[[targets]]`` entry)."""
+
     name: Name
+    """unique; letters, digits, `_ . -` (up to 64); the target's state is kept by it"""
     url: str
+    """`http://` or `https://`"""
     interval: Duration = 300.0
-    #: random delay added to each run (default: a tenth of the interval)
-    jitter: Duration | None = None
-    #: the overall deadline of one check's fetching, retries and the jump re-fetch included;
-    #: at most ``interval`` (default: the shorter of 30 s and ``interval``)
-    timeout: Duration | None = None
-    #: quick retries (jittered backoff) inside one check before it counts as failed
+    """time between checks (at least 1 s)"""
+    jitter: Annotated[Duration | None, DocDefault("a tenth of `interval`")] = None
+    """random delay (0 to `jitter`) added to each run, less than `interval`; the mean period stays
+    `interval`"""
+    timeout: Annotated[Duration | None, DocDefault('the shorter of `"30s"` and `interval`')] = None
+    """overall deadline of one check's fetching: its quick retries and the re-fetch of an
+    implausible jump included. At most `interval` (a check must end before the next is due; as
+    Prometheus refuses `scrape_timeout > scrape_interval`)"""
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """quick retries inside one check (jittered backoff, `Retry-After` honoured) before the check
+    counts as failed (0 to 10)"""
     headers: dict[str, str] = {}
-    user_agent: str | None = None
-    #: CSS selector scoping the ticker search
+    """extra request headers (`config show` masks their values)"""
+    user_agent: Annotated[str | None, DocDefault("`[monitor].user_agent`")] = None
+    """per-target `User-Agent`"""
     selector: str | None = None
+    """CSS selector scoping the ticker search, e.g. `".ticker"`; one that is not valid CSS is a
+    configuration error"""
     pattern: str | None = None
+    """a per-site grammar: a regular expression with named groups `base` and `quote` (or `pair`),
+    `rate`, optionally `change_pct`, searched in every block (line, table row, `dt`+`dd`); every
+    match is an item (docs/parser.md#a-pattern-for-a-sites-own-format)"""
     quote_currency: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}$")] | None = None
+    """the quote currency when the page implies it (24.kg: `USD 84.80` is in KGS)"""
     decimal_separator: Literal[".", ","] = "."
-    #: a JMESPath expression: the response is a JSON feed and this picks its quotes
+    """`","` reads `529,96`; the other one, or a space, may group thousands (`12,850.50`,
+    `12.850,50`)"""
     json_query: str | None = None
-    #: only these pairs (``TMT/USD``); empty means every pair on the page
+    """the response is a JSON feed: a [JMESPath](https://jmespath.org) expression yielding objects
+    with `pair` (or `base` and `quote`), `rate`, optionally `change_pct`, e.g.
+    `"data.rates[*].{pair: symbol, rate: price}"` (docs/parser.md#json-sources); not with
+    `selector` or `pattern`"""
     pairs: list[Pair] = []
-    active: ActiveWindow | None = None
-    #: consecutive failed checks before ``source_down``
+    """only watch these pairs (`["TMT/USD"]`); empty = every pair on the page"""
+    active: Annotated[ActiveWindow | None, DocDefault("always")] = None
+    """a time window (`{ days = ["mon", ...], hours = "09:00-18:00", timezone = "Asia/Ashgabat"
+    }`, keys below): check only then"""
     down_after: Annotated[int, Field(ge=1, le=10_000)] = 3
-    #: or: no good observation for this long, every check since failing (whichever comes first);
-    #: ``down_after_time`` is the older spelling of the same key
+    """consecutive failed checks before `source_down` (1 to 10000)"""
     down_for: Duration | None = None
-    #: a rate moving more than this in one check is re-fetched to confirm before it alerts
+    """or: no good observation for this long (e.g. `"30m"`), every check since failing, whichever
+    comes first: the `for` of the source. `down_after_time` is its older name and still works (set
+    only one)"""
     max_jump_pct: Annotated[Decimal, Field(ge=0)] | None = Decimal(20)
+    """a rate moving more than this many percent in one check is re-fetched at once to confirm it
+    before it alerts (see *Implausible jumps* below); at least 0"""
     max_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 5_000_000
+    """pages larger than this are refused (checked while streaming); 1024 to 100000000"""
 
     @model_validator(mode="before")
     @classmethod
@@ -316,33 +379,47 @@ class RuleConfig(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    name: Name | None = None
-    events: list[EventKind] | None = None
-    targets: list[str] = []
-    pairs: list[Pair] = []
-    #: threshold: fire when abs(page change %) reaches this; re-arm when it falls below clear_at
+    name: Annotated[Name | None, DocDefault("`rule-N`")] = None
+    """used in logs and in threshold events; unique"""
+    events: Annotated[
+        list[EventKind] | None,
+        DocDefault('all kinds (`["threshold"]` for a threshold rule)'),
+    ] = None
+    """event kinds this rule routes"""
+    targets: Annotated[list[str], DocDefault("all")] = []
+    """target names"""
+    pairs: Annotated[list[Pair], DocDefault("all")] = []
+    """pairs (`"TMT/USD"`); events without a pair (`source_down`, ...) always match"""
     min_abs_change_pct: Decimal | None = None
-    #: threshold: fire when the rate rises above this level; re-arm at or below clear_at
+    """threshold: the page's change % reaches ±X (X more than 0); re-arms when it falls back below
+    `clear_at`"""
     above: Decimal | None = None
-    #: threshold: fire when the rate falls below this level; re-arm at or above clear_at
+    """threshold: the rate rises above this level (at least 0); re-arms at or below `clear_at`"""
     below: Decimal | None = None
-    #: threshold: fire when the rate moved this many percent since the last *alerted* rate
+    """threshold: the rate falls below this level (more than 0); re-arms at or above `clear_at`"""
     min_move_pct: Decimal | None = None
-    #: the level at which a fired band threshold re-arms (default: its own level)
-    clear_at: Decimal | None = None
-    #: send a ``threshold_cleared`` event when a fired band threshold re-arms
+    """threshold: the rate moved X% (more than 0) since the **last alerted** rate"""
+    clear_at: Annotated[Decimal | None, DocDefault("the level")] = None
+    """where a fired `above` / `below` / `min_abs_change_pct` re-arms (hysteresis: `above = 0.2870`,
+    `clear_at = 0.2860`); only with one of them"""
     send_resolved: bool = False
-    #: the condition must hold on every check for this long before the rule alerts (``for``)
+    """send a `threshold_cleared` event when a fired level re-arms"""
     hold: Duration = Field(default=0.0, alias="for")
-    #: re-send a condition still going on (a band, an outage) at this interval; 0: never
+    """the condition (a threshold, or the source down / without a ticker) must hold on every check
+    for this long before the rule alerts"""
     repeat_interval: Duration = 0.0
-    #: when the rule's alerts are recorded as silenced instead of sent (e.g. at night)
+    """re-send a condition still going on (a level still crossed, a source still down) at this
+    interval, marked as a reminder; `0`: never"""
     mute: ActiveWindow | None = None
+    """a time window (`{ days = [...], hours = "22:00-07:00", timezone = "..." }`, keys below): the
+    rule's alerts are recorded as silenced instead of sent then"""
     sinks: list[str]
-    #: after a rule sent an event for a (target, pair), hold further ones this long
+    """names of `[sinks.NAME]` (at least one)"""
     cooldown: Duration = 0.0
-    #: also fire threshold checks on the very first observation (otherwise it is a silent baseline)
+    """after this rule routed an event for a (target, pair), it routes none for that pair for this
+    long"""
     on_first_observation: bool = False
+    """evaluate thresholds on the very first observation too (otherwise it is a silent baseline)"""
 
     @property
     def bands(self) -> dict[str, Decimal]:
@@ -452,14 +529,21 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         nested_model_default_partial_update=True,
+        use_attribute_docstrings=True,
     )
 
     monitor: MonitorSection = MonitorSection()
+    """the daemon itself: its store, logs, endpoint and limits"""
     delivery: DeliverySection = DeliverySection()
+    """the outbox: retries, dead letters, claims"""
     cluster: ClusterSection = ClusterSection()
+    """several instances on one database (docs/high-availability.md)"""
     targets: list[TargetConfig] = []
+    """the pages to watch, one `[[targets]]` table each"""
     rules: list[RuleConfig] = []
+    """which events go to which sinks, one `[[rules]]` table each; every matching rule fires"""
     sinks: dict[Name, SinkConfig] = {}
+    """where alerts go: `[sinks.NAME]` tables, each with a `type`"""
 
     @classmethod
     def settings_customise_sources(

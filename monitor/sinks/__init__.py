@@ -20,12 +20,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TextIO, TypeVar, runtime_checkable
+from typing import Annotated, Any, Generic, Protocol, TextIO, TypeVar, runtime_checkable
 
 import httpx
 from pydantic import field_validator
 
-from monitor.config_types import Duration, Strict
+from monitor.config_types import DocDefault, Duration, Strict
 from monitor.models import Delivery
 
 __all__ = ["MAX_SEND_TIMEOUT", "Accepted", "Sink", "SinkDeps", "SinkSettings", "SinkType"]
@@ -67,11 +67,13 @@ class Sink(Protocol):
 class SinkSettings(Strict):
     """What every ``[sinks.NAME]`` table may set; each sink type extends it with a ``type``."""
 
-    #: override the message title / body (``string.Template`` syntax: ``$pair``, ``$new_rate`` ...)
-    title_template: str | None = None
-    body_template: str | None = None
-    #: one send may take at most this long
+    title_template: Annotated[str | None, DocDefault("by the message's lines")] = None
+    """overrides the message title (`string.Template` syntax: `$pair`, `$new_rate` ...;
+    docs/alerts.md#message-templates); console and file have no title"""
+    body_template: Annotated[str | None, DocDefault("pair line / outage line")] = None
+    """overrides the message body: one line per pair per check (per outage event), same syntax"""
     timeout: Duration = 15.0
+    """how long one send may take, at most `120s` (the delivery worker's own bound)"""
 
     @field_validator("timeout")
     @classmethod

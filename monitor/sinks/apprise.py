@@ -36,10 +36,13 @@ from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class AppriseConfig(SinkSettings):
-    """``[sinks.NAME]`` with ``type = "apprise"``."""
+    """Notifies any of Apprise's services (ntfy, Telegram, Discord, ...) by URL; needs
+    `pip install 'ticker-monitor[apprise]'`."""
 
     type: Literal["apprise"]
     urls: list[SecretStr]
+    """at least one [Apprise URL](https://github.com/caronc/apprise/wiki). There is no `urls_file`
+    form: use `MONITOR_SINKS__PHONE__URLS='["ntfy://..."]'` to keep them out of the file"""
 
     @field_validator("urls")
     @classmethod

@@ -24,7 +24,8 @@ from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class ConsoleConfig(SinkSettings):
-    """``[sinks.NAME]`` with ``type = "console"``."""
+    """One line per pair per check (and one per outage event) on standard output; logs go to
+    standard error. No keys of its own."""
 
     type: Literal["console"]
 

@@ -55,7 +55,7 @@ import structlog
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from monitor import render
-from monitor.config_types import read_secret_files
+from monitor.config_types import DocDefault, read_secret_files
 from monitor.errors import SinkError
 from monitor.models import Delivery, batch_key
 from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
@@ -63,19 +63,32 @@ from monitor.sinks._http import failure_reason
 
 
 class EmailConfig(SinkSettings):
-    """``[sinks.NAME]`` with ``type = "email"``."""
+    """Sends mail over SMTP: one mail per message, one connection per send."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     type: Literal["email"]
     host: str
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """the SMTP server"""
+    port: Annotated[
+        Annotated[int, Field(ge=1, le=65535)] | None,
+        DocDefault("`465` for `implicit`, `587` for `starttls`, `25` for `none`"),
+    ] = None
+    """the SMTP port"""
     tls: Literal["starttls", "implicit", "none"]
+    """`starttls`, `implicit` or `none` (clear text: only to `localhost`, `127.*` or `::1`, or with
+    `allow_insecure`)"""
     allow_insecure: bool = False
+    """allow `tls = "none"` to a host that is not loopback"""
     username: str | None = None
+    """log in with this user after TLS is up"""
     password: SecretStr | None = None
+    """needs `username`"""
     sender: str = Field(alias="from")
+    """`From` and envelope sender, e.g. `"ticker-monitor <alerts@example.org>"`"""
     to: list[str]
+    """at least one recipient"""
     cc: list[str] = Field(default_factory=list)
+    """more recipients, in the `Cc` header"""
 
     @model_validator(mode="before")
     @classmethod

@@ -44,10 +44,11 @@ from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
 
 
 class FileConfig(SinkSettings):
-    """``[sinks.NAME]`` with ``type = "file"``."""
+    """JSON Lines: one object per message line, each batch fsynced before it counts as sent."""
 
     type: Literal["file"]
     path: Path
+    """the file. Missing directories are created; a new file gets mode `0640` (less the umask)"""
 
 
 _LINE_SAFE = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})

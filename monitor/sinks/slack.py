@@ -54,12 +54,13 @@ from monitor.sinks._http import Answer, classify, post, snippet
 
 
 class SlackConfig(SinkSettings):
-    """``[sinks.NAME]`` with ``type = "slack"``."""
+    """Posts to a Slack incoming webhook."""
 
     type: Literal["slack"]
     webhook_url: SecretStr
-    #: client-side rate limit: at least this long between two posts to the webhook
+    """`https://hooks.slack.com/services/...`"""
     min_interval: Duration = 1.0
+    """client-side rate limit: at least this long between two posts to the webhook"""
 
     @model_validator(mode="before")
     @classmethod

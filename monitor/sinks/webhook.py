@@ -80,14 +80,18 @@ from monitor.sinks._http import classify, post, snippet
 
 
 class WebhookConfig(SinkSettings):
-    """``[sinks.NAME]`` with ``type = "webhook"``."""
+    """Sends one signed JSON `POST` per message to your own receiver."""
 
     type: Literal["webhook"]
     url: SecretStr
-    #: shared secret for the ``X-Signature-256: sha256=<hex>`` HMAC header
+    """`http://` or `https://`"""
     secret: SecretStr | None = None
+    """HMAC key for the `X-Signature-256: sha256=<hex>` header"""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """extra request headers, e.g. `Authorization`. There is no `headers_file` form: use the
+    environment (`MONITOR_SINKS__HOOK__HEADERS__AUTHORIZATION="Bearer ..."`)"""
     min_interval: Duration = 0.0
+    """at least this long between two posts"""
 
     @model_validator(mode="before")
     @classmethod
