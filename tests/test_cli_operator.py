@@ -296,7 +296,7 @@ def test_config_schema_is_the_committed_one_and_checks_the_shipped_file() -> Non
     assert proc.stdout == schema_text()
     assert committed == proc.stdout, (
         "config/monitor.schema.json is stale: "
-        "run `ticker-monitor config schema > config/monitor.schema.json`"
+        "run `make schema`"
     )
     schema = json.loads(committed)
     shipped = (ROOT / "config" / "monitor.toml").read_text(encoding="utf-8")
