@@ -294,10 +294,7 @@ def test_config_schema_is_the_committed_one_and_checks_the_shipped_file() -> Non
     assert proc.returncode == 0, proc.stderr
     committed = (ROOT / "config" / "monitor.schema.json").read_text(encoding="utf-8")
     assert proc.stdout == schema_text()
-    assert committed == proc.stdout, (
-        "config/monitor.schema.json is stale: "
-        "run `make schema`"
-    )
+    assert committed == proc.stdout, "config/monitor.schema.json is stale: run `make schema`"
     schema = json.loads(committed)
     shipped = (ROOT / "config" / "monitor.toml").read_text(encoding="utf-8")
     assert shipped.splitlines()[0] == "#:schema ./monitor.schema.json"
