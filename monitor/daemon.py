@@ -124,7 +124,8 @@ class Daemon:
         """Check every target once (now, regardless of active windows), deliver what is due, return."""
         await self._open()
         try:
-            results = list(await asyncio.gather(*(self.checker.check(p) for p in self.plans)))
+            checks = (self.checker.check(p, remember=False) for p in self.plans)
+            results = list(await asyncio.gather(*checks))
             await self.deliverer.deliver_due()
             return results
         finally:
