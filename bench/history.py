@@ -5,10 +5,12 @@ temporary directory, and ``bench/pipeline.py`` measures that daemon (``PYTHONPAT
 there; the bench, page server and receivers are this tree's) at 100 targets every 2 s: CPU ms
 per check with the page unchanged and with the ticker changing on every check. The
 straightforward-stack reference (``bench/reference.py``) runs first and last, so each figure is
-also a ratio to the mean of the two references of the same run. ``log_level=warning`` is
-measured on the last step too (the issue asks what info-level logging costs).
+also a ratio to the mean of the two references of the same run. The last step is measured
+twice more: with ``log_level=warning`` (the issue asks what info-level logging costs), and with
+the file sink alone (the reference writes a file and posts nothing; every step above also posts
+each alert to the Slack receiver).
 
-Run: ``.venv/bin/python bench/history.py [--rounds N]`` (about 4 minutes a round); figures
+Run: ``.venv/bin/python bench/history.py [--rounds N]`` (about 4.5 minutes a round); figures
 printed and written to ``bench/history.json``. Not part of ``make bench`` (it would pass 10
 minutes).
 """
@@ -39,6 +41,7 @@ STEPS = (
     ("ada28ce", "+ httpx over aiohttp (fetch)"),
     ("4f5d58c", "+ aiohttp for the sinks too"),
     ("1b2496d", "+ body digest first"),
+    ("HEAD", "+ one TLS context, /metrics in a thread"),
 )
 
 
@@ -70,6 +73,8 @@ def run(rounds: int = 1) -> dict[str, object]:
             commit = STEPS[-1][0]
             got = measure_daemon(scale, log_level="warning", env={"PYTHONPATH": str(trees[commit])})
             steps.setdefault(f"{commit} log_level=warning", []).append(figures(got))
+            got = measure_daemon(scale, with_slack=False, env={"PYTHONPATH": str(trees[commit])})
+            steps.setdefault(f"{commit} file sink only", []).append(figures(got))
     refs.append(measure_reference(scale))
     ref_u = statistics.mean(r.cpu_ms_u for r in refs)
     ref_c = statistics.mean(r.cpu_ms_c or 0.0 for r in refs)

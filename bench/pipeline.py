@@ -141,8 +141,17 @@ def lateness(port: int) -> dict[float, float]:
 
 
 def config(
-    workdir: Path, url: str, slack: str, port: int, scale: Scale, *, log_level: str = "info"
+    workdir: Path,
+    url: str,
+    slack: str,
+    port: int,
+    scale: Scale,
+    *,
+    log_level: str = "info",
+    with_slack: bool = True,
 ) -> Path:
+    """The daemon's settings; without ``with_slack`` the rule has the file sink alone (what the
+    reference does: ``bench/history.py`` measures both)."""
     targets = "".join(
         f'[[targets]]\nname = "t{i}"\nurl = "{url}?t={i}"\ninterval = "{scale.interval:g}s"\n'
         "retries = 0\n\n"
@@ -160,7 +169,7 @@ max_concurrent_checks = 16
 {targets}
 [[rules]]
 name = "all"
-sinks = ["audit", "slack"]
+sinks = {'["audit", "slack"]' if with_slack else '["audit"]'}
 
 [sinks.audit]
 type = "file"
@@ -206,7 +215,11 @@ def healthy(port: int) -> bool:
 
 
 def measure_daemon(
-    scale: Scale, *, log_level: str = "info", env: dict[str, str] | None = None
+    scale: Scale,
+    *,
+    log_level: str = "info",
+    env: dict[str, str] | None = None,
+    with_slack: bool = True,
 ) -> Figures:
     """The daemon's figures at ``scale``; ``env`` adds to its environment (``PYTHONPATH``: the
     daemon of another tree, ``bench/history.py``)."""
@@ -223,7 +236,9 @@ def measure_daemon(
             with receiver:
                 port = free_port()
                 slack = receiver.url + SLACK_PATH.lstrip("/")
-                cfg = config(workdir, url, slack, port, scale, log_level=log_level)
+                cfg = config(
+                    workdir, url, slack, port, scale, log_level=log_level, with_slack=with_slack
+                )
                 with DaemonProcess(cfg, env=env) as daemon:
                     if not wait_for(lambda: healthy(port), timeout=120, every=0.1):
                         raise SetupError("the daemon did not start")
@@ -250,6 +265,23 @@ def measure_daemon(
     return figures
 
 
+def cpu_window(
+    pid: int, log: Path, seconds: float, *, changing: Path | None = None, interval: float = 0.0
+) -> tuple[int, float]:
+    """The checks the server counted over ``seconds`` and ``pid``'s CPU ms per check; with
+    ``changing``, that page's ticker moves every ``interval`` meanwhile."""
+    c0, n0 = cpu_seconds(pid), len(requests_logged(log))
+    end = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < end:
+        if changing is not None:
+            step += 1
+            write_atomically(changing, page(step))
+        time.sleep(min(interval or seconds, max(0.0, end - time.monotonic())))
+    c1, n1 = cpu_seconds(pid), len(requests_logged(log))
+    return n1 - n0, (c1 - c0) / max(n1 - n0, 1) * 1000
+
+
 def _windows(
     daemon: DaemonProcess, scale: Scale, log: Path, page_file: Path, *, port: int, figures: Figures
 ) -> float:
@@ -258,23 +290,11 @@ def _windows(
     start = daemon.started
     time.sleep(max(0.0, start + scale.warm - time.monotonic()))
     late0 = lateness(port)
-    c0, n0 = cpu_seconds(pid), len(requests_logged(log))
-    time.sleep(scale.window_u)
-    c1, n1 = cpu_seconds(pid), len(requests_logged(log))
-    figures.checks_u = n1 - n0
-    figures.cpu_ms_u = (c1 - c0) / max(n1 - n0, 1) * 1000
+    figures.checks_u, figures.cpu_ms_u = cpu_window(pid, log, scale.window_u)
     changed_at = time.monotonic()
-    c1 = cpu_seconds(pid)
-    n1 = len(requests_logged(log))
-    step = 0
-    end = changed_at + scale.window_c
-    while time.monotonic() < end:
-        step += 1
-        write_atomically(page_file, page(step))
-        time.sleep(min(scale.interval, max(0.0, end - time.monotonic())))
-    c2, n2 = cpu_seconds(pid), len(requests_logged(log))
-    figures.checks_c = n2 - n1
-    figures.cpu_ms_c = (c2 - c1) / max(n2 - n1, 1) * 1000
+    figures.checks_c, figures.cpu_ms_c = cpu_window(
+        pid, log, scale.window_c, changing=page_file, interval=scale.interval
+    )
     # the alerts of the last change arrive after the window: wait for the outbox to drain
     wait_for(lambda: False, timeout=3.0)
     late1 = lateness(port)
@@ -321,20 +341,11 @@ def measure_reference(scale: Scale) -> Figures:
                 raise SetupError("the reference script did not start")
             pid = proc.pid
             time.sleep(max(0.0, started + scale.warm - time.monotonic()))
-            c0, n0 = cpu_seconds(pid), len(requests_logged(log))
-            time.sleep(scale.window_u)
-            c1, n1 = cpu_seconds(pid), len(requests_logged(log))
-            figures.checks_u = n1 - n0
-            figures.cpu_ms_u = (c1 - c0) / max(n1 - n0, 1) * 1000
+            figures.checks_u, figures.cpu_ms_u = cpu_window(pid, log, scale.window_u)
             if scale.reference_c:
-                step, end = 0, time.monotonic() + scale.window_c
-                while time.monotonic() < end:
-                    step += 1
-                    write_atomically(page_file, page(step))
-                    time.sleep(min(scale.interval, max(0.0, end - time.monotonic())))
-                c2, n2 = cpu_seconds(pid), len(requests_logged(log))
-                figures.checks_c = n2 - n1
-                figures.cpu_ms_c = (c2 - c1) / max(n2 - n1, 1) * 1000
+                figures.checks_c, figures.cpu_ms_c = cpu_window(
+                    pid, log, scale.window_c, changing=page_file, interval=scale.interval
+                )
             figures.rss_mb, figures.peak_rss_mb = rss_mb(pid)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
