@@ -14,7 +14,7 @@ help:
 	@echo "make reliability - the real daemon under faults: tests/reliability (~4 min); figures in var/reliability.jsonl"
 	@echo "make docker-test - lint the Dockerfile, build the image with podman, run it (as root)"
 	@echo "make schema - regenerate config/monitor.schema.json and the tables of docs/configuration.md from the settings models"
-	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make bench  - the benchmarks (parse, the daemon at 100/1000/5000 targets vs a reference, run --once vs urlwatch, scheduler, start-up; ~9 min): a table and bench/results.json; see docs/performance.md"
 	@echo "make soak   - the daemon soak: 50 targets every second, a flaky Slack, 10 minutes (SOAK_SECONDS=600)"
 	@echo "make soak-memory - the in-process memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for longer)"
 
@@ -48,8 +48,7 @@ reliability: $(STAMP)
 	RELIABILITY_REPORT=var/reliability.jsonl $(BIN)/pytest -p no:cacheprovider --durations=0 tests/reliability
 
 bench: $(STAMP)
-	$(BIN)/python bench/parse.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/run.py
 
 soak: $(STAMP)
 	$(BIN)/python bench/daemon_soak.py

@@ -54,9 +54,10 @@ class Scale:
 
 SCALES = {
     100: Scale(100, 2.0, warm=4.0, window_u=6.0, window_c=6.0),
-    1000: Scale(1000, 10.0, warm=12.0, window_u=10.0, window_c=20.0),
-    # the first runs are spread over 30 s, then every target runs once a minute
-    5000: Scale(5000, 60.0, warm=32.0, window_u=60.0, window_c=60.0, reference_c=False),
+    1000: Scale(1000, 10.0, warm=12.0, window_u=10.0, window_c=10.0),
+    # the first runs are spread over 30 s, then every target runs once a minute; the changing
+    # window sees half of them (and the reference, saturated here, only the unchanged window)
+    5000: Scale(5000, 60.0, warm=32.0, window_u=60.0, window_c=30.0, reference_c=False),
 }
 
 
@@ -139,7 +140,18 @@ def lateness(port: int) -> dict[float, float]:
     return sums
 
 
-def config(workdir: Path, url: str, slack: str, port: int, scale: Scale) -> Path:
+def config(
+    workdir: Path,
+    url: str,
+    slack: str,
+    port: int,
+    scale: Scale,
+    *,
+    log_level: str = "info",
+    with_slack: bool = True,
+) -> Path:
+    """The daemon's settings; without ``with_slack`` the rule has the file sink alone (what the
+    reference does: ``bench/history.py`` measures both)."""
     targets = "".join(
         f'[[targets]]\nname = "t{i}"\nurl = "{url}?t={i}"\ninterval = "{scale.interval:g}s"\n'
         "retries = 0\n\n"
@@ -149,6 +161,7 @@ def config(workdir: Path, url: str, slack: str, port: int, scale: Scale) -> Path
 [monitor]
 database = "sqlite:///{workdir / "state.db"}"
 log_format = "json"
+log_level = "{log_level}"
 listen = "127.0.0.1:{port}"
 max_per_host = 8
 max_concurrent_checks = 16
@@ -156,7 +169,7 @@ max_concurrent_checks = 16
 {targets}
 [[rules]]
 name = "all"
-sinks = ["audit", "slack"]
+sinks = {'["audit", "slack"]' if with_slack else '["audit"]'}
 
 [sinks.audit]
 type = "file"
@@ -193,7 +206,23 @@ def _latencies(
     return out
 
 
-def measure_daemon(scale: Scale) -> Figures:
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def measure_daemon(
+    scale: Scale,
+    *,
+    log_level: str = "info",
+    env: dict[str, str] | None = None,
+    with_slack: bool = True,
+) -> Figures:
+    """The daemon's figures at ``scale``; ``env`` adds to its environment (``PYTHONPATH``: the
+    daemon of another tree, ``bench/history.py``)."""
     figures = Figures()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         workdir = Path(tmp)
@@ -206,9 +235,12 @@ def measure_daemon(scale: Scale) -> Figures:
         try:
             with receiver:
                 port = free_port()
-                cfg = config(workdir, url, receiver.url + SLACK_PATH.lstrip("/"), port, scale)
-                with DaemonProcess(cfg) as daemon:
-                    if not daemon.wait_log("daemon_started", timeout=120):
+                slack = receiver.url + SLACK_PATH.lstrip("/")
+                cfg = config(
+                    workdir, url, slack, port, scale, log_level=log_level, with_slack=with_slack
+                )
+                with DaemonProcess(cfg, env=env) as daemon:
+                    if not wait_for(lambda: healthy(port), timeout=120, every=0.1):
                         raise SetupError("the daemon did not start")
                     changed_at = _windows(daemon, scale, log, page_file, port=port, figures=figures)
                     figures.rss_mb, figures.peak_rss_mb = rss_mb(daemon.proc.pid)
@@ -233,6 +265,23 @@ def measure_daemon(scale: Scale) -> Figures:
     return figures
 
 
+def cpu_window(
+    pid: int, log: Path, seconds: float, *, changing: Path | None = None, interval: float = 0.0
+) -> tuple[int, float]:
+    """The checks the server counted over ``seconds`` and ``pid``'s CPU ms per check; with
+    ``changing``, that page's ticker moves every ``interval`` meanwhile."""
+    c0, n0 = cpu_seconds(pid), len(requests_logged(log))
+    end = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < end:
+        if changing is not None:
+            step += 1
+            write_atomically(changing, page(step))
+        time.sleep(min(interval or seconds, max(0.0, end - time.monotonic())))
+    c1, n1 = cpu_seconds(pid), len(requests_logged(log))
+    return n1 - n0, (c1 - c0) / max(n1 - n0, 1) * 1000
+
+
 def _windows(
     daemon: DaemonProcess, scale: Scale, log: Path, page_file: Path, *, port: int, figures: Figures
 ) -> float:
@@ -241,23 +290,11 @@ def _windows(
     start = daemon.started
     time.sleep(max(0.0, start + scale.warm - time.monotonic()))
     late0 = lateness(port)
-    c0, n0 = cpu_seconds(pid), len(requests_logged(log))
-    time.sleep(scale.window_u)
-    c1, n1 = cpu_seconds(pid), len(requests_logged(log))
-    figures.checks_u = n1 - n0
-    figures.cpu_ms_u = (c1 - c0) / max(n1 - n0, 1) * 1000
+    figures.checks_u, figures.cpu_ms_u = cpu_window(pid, log, scale.window_u)
     changed_at = time.monotonic()
-    c1 = cpu_seconds(pid)
-    n1 = len(requests_logged(log))
-    step = 0
-    end = changed_at + scale.window_c
-    while time.monotonic() < end:
-        step += 1
-        write_atomically(page_file, page(step))
-        time.sleep(min(scale.interval, max(0.0, end - time.monotonic())))
-    c2, n2 = cpu_seconds(pid), len(requests_logged(log))
-    figures.checks_c = n2 - n1
-    figures.cpu_ms_c = (c2 - c1) / max(n2 - n1, 1) * 1000
+    figures.checks_c, figures.cpu_ms_c = cpu_window(
+        pid, log, scale.window_c, changing=page_file, interval=scale.interval
+    )
     # the alerts of the last change arrive after the window: wait for the outbox to drain
     wait_for(lambda: False, timeout=3.0)
     late1 = lateness(port)
@@ -265,6 +302,19 @@ def _windows(
     figures.lateness_p50_ms = quantile(buckets, 0.5)
     figures.lateness_p99_ms = quantile(buckets, 0.99)
     return changed_at
+
+
+def _skipped(path: Path) -> list[str]:
+    """What the reference's APScheduler said before SIGTERM: skipped and missed runs."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [
+        f"{n} {what}"
+        for what, n in (
+            ("runs skipped (maximum number of running instances)", text.count("skipped: maximum")),
+            ("runs missed", text.count("was missed by")),
+        )
+        if n
+    ]
 
 
 def measure_reference(scale: Scale) -> Figures:
@@ -278,34 +328,29 @@ def measure_reference(scale: Scale) -> Figures:
         try:
             urls = workdir / "urls.txt"
             urls.write_text("".join(f"{url}?t={i}\n" for i in range(scale.targets)))
+            # APScheduler's warnings (skipped runs when it cannot keep up, tracebacks at SIGTERM)
+            errors = (workdir / "reference.err").open("w")
             proc = subprocess.Popen(
                 [sys.executable, str(ROOT / "bench" / "reference.py"), str(urls),
                  str(workdir / "state.db"), f"{scale.interval:g}", "--events",
                  str(workdir / "events.jsonl")],
-                stdout=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE, stderr=errors, text=True,
             )  # fmt: skip
             started = time.monotonic()
             if proc.stdout is None or proc.stdout.readline().strip() != "ready":
                 raise SetupError("the reference script did not start")
             pid = proc.pid
             time.sleep(max(0.0, started + scale.warm - time.monotonic()))
-            c0, n0 = cpu_seconds(pid), len(requests_logged(log))
-            time.sleep(scale.window_u)
-            c1, n1 = cpu_seconds(pid), len(requests_logged(log))
-            figures.checks_u = n1 - n0
-            figures.cpu_ms_u = (c1 - c0) / max(n1 - n0, 1) * 1000
+            figures.checks_u, figures.cpu_ms_u = cpu_window(pid, log, scale.window_u)
             if scale.reference_c:
-                step, end = 0, time.monotonic() + scale.window_c
-                while time.monotonic() < end:
-                    step += 1
-                    write_atomically(page_file, page(step))
-                    time.sleep(min(scale.interval, max(0.0, end - time.monotonic())))
-                c2, n2 = cpu_seconds(pid), len(requests_logged(log))
-                figures.checks_c = n2 - n1
-                figures.cpu_ms_c = (c2 - c1) / max(n2 - n1, 1) * 1000
+                figures.checks_c, figures.cpu_ms_c = cpu_window(
+                    pid, log, scale.window_c, changing=page_file, interval=scale.interval
+                )
             figures.rss_mb, figures.peak_rss_mb = rss_mb(pid)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+            errors.close()
+            figures.errors = _skipped(workdir / "reference.err")
         finally:
             server.terminate()
             server.wait(timeout=10)

@@ -149,22 +149,25 @@ class Checker:
         #: data only, never state -- a restart or another instance starts without it
         self._memos: dict[str, Memo] = {}
 
-    async def check(self, plan: TargetPlan, *, next_check: datetime | None = None) -> CheckResult:
+    async def check(
+        self, plan: TargetPlan, *, next_check: datetime | None = None, remember: bool = True
+    ) -> CheckResult:
         """Check ``plan``'s target once; ``next_check`` (when the scheduler runs it again) goes
-        into a failure's log line, so a person waiting knows when the next try is."""
+        into a failure's log line, so a person waiting knows when the next try is. Without
+        ``remember`` (a single run), the page is read whole and nothing is kept for a next read."""
         check_id = uuid.uuid4().hex[:12]
         bind_check(plan.name, check_id)
         started = time.perf_counter()
         try:
             async with self._slots:
-                result = await self._check(plan, check_id, next_check)
+                result = await self._check(plan, check_id, next_check, remember=remember)
         finally:
             unbind_check()
         self._metrics.check_done(plan.name, result.outcome, time.perf_counter() - started)
         return result
 
     async def _check(
-        self, plan: TargetPlan, check_id: str, next_check: datetime | None
+        self, plan: TargetPlan, check_id: str, next_check: datetime | None, *, remember: bool
     ) -> CheckResult:
         now = self._clock()
         # the silences come with the state: every instance sharing the store honours them
@@ -185,7 +188,9 @@ class Checker:
             if fetched.not_modified and state.snapshot is not None:
                 outcome, label = Observed(state.snapshot), "not_modified"
             else:
-                observed = await self._read_confirmed(plan, fetched, state.snapshot, deadline)
+                observed = await self._read_confirmed(
+                    plan, fetched, state.snapshot, deadline, remember=remember
+                )
                 outcome, label = Observed(observed), "observed"
             new_validators = fetched.validators
         except FetchError as exc:
@@ -337,7 +342,13 @@ class Checker:
         )
 
     async def _read_confirmed(
-        self, plan: TargetPlan, fetched: FetchResult, previous: Snapshot | None, deadline: float
+        self,
+        plan: TargetPlan,
+        fetched: FetchResult,
+        previous: Snapshot | None,
+        deadline: float,
+        *,
+        remember: bool,
     ) -> Snapshot:
         """Parse the page; a rate that jumped more than ``max_jump_pct`` must read the same in an
         immediate re-fetch before it counts.
@@ -349,7 +360,10 @@ class Checker:
           read is trusted, the pair keeps its previous rate for this check (no event) and the
           next check looks again.
         """
-        snapshot = self._read(plan, fetched)
+        if remember:
+            snapshot = self._read(plan, fetched)
+        else:
+            snapshot = read_snapshot(fetched.body, plan, content_type=fetched.content_type)
         limit = plan.config.max_jump_pct
         jumps = implausible_pairs(previous, snapshot, limit)
         if not jumps or previous is None:

@@ -154,7 +154,7 @@ class Daemon:
                 "check_skipped_elsewhere", target=plan.name, reason="another instance holds it"
             )
             return None
-        return await self.checker.check(plan)
+        return await self.checker.check(plan, remember=False)  # no next read to learn for
 
     # --- the daemon --------------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ def aiohttp_transport(limits: httpx.Limits = LIMITS) -> httpx.AsyncBaseTransport
             auto_decompress=False,
         )
 
-    return _AiohttpTransport(client=session, limits=limits)
+    # the same context: httpx-aiohttp would load the CA bundle once more for one of its own
+    return _AiohttpTransport(client=session, limits=limits, verify=tls)
 
 
 class _AiohttpTransport(AiohttpTransport):

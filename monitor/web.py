@@ -85,7 +85,8 @@ def operator_app(source: StatusSource, *, refresh: int = statuspage.REFRESH) -> 
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(_: Request) -> Response:
-        return Response(source.metrics(), media_type=PROMETHEUS_TYPE)
+        # off the loop: 5,000 targets' series take seconds to render (docs/performance.md)
+        return Response(await asyncio.to_thread(source.metrics), media_type=PROMETHEUS_TYPE)
 
     return Starlette(
         routes=[
