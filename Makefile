@@ -15,7 +15,7 @@ help:
 	@echo "make docker-test - lint the Dockerfile, build the image with podman, run it (as root)"
 	@echo "make schema - regenerate config/monitor.schema.json and the tables of docs/configuration.md from the settings models"
 	@echo "make bench  - the benchmarks (parse, the daemon at 100/1000/5000 targets vs a reference, run --once vs urlwatch, scheduler, start-up; ~9 min): a table and bench/results.json; see docs/performance.md"
-	@echo "make bench-growth - the daemon on a fresh state file vs one with 10 million history rows (fills var/bench-growth-10m.db, ~8 GB, once: ~4 min; then ~1.5 min): bench/growth.json"
+	@echo "make bench-growth - the daemon on a fresh state file vs one with 10 million history rows (fills var/bench-growth-10m.db, ~7 GB, once: ~3.5 min; then ~1.5 min): bench/growth.json"
 	@echo "make soak   - the daemon soak: 50 targets every second, a flaky Slack, 10 minutes (SOAK_SECONDS=600)"
 	@echo "make soak-memory - the in-process memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for longer)"
 

@@ -19,7 +19,7 @@ is also given as the ratio big / fresh.
 
 The big file is filled directly (``sqlite3`` ``executemany`` in transactions of a million rows,
 ``journal_mode=OFF``, ``synchronous=OFF``), copying the snapshots and events the fresh run wrote;
-it takes about 2.5 minutes here and some 8 GB of disk. It is kept, with ``var/bench-growth-10m.json``
+it took 137 s here and 7 GB of disk. It is kept, with ``var/bench-growth-10m.json``
 saying what it holds, and filled again only when the store's schema version, the row counts or the
 date make it stale (its rows would start expiring two days after the fill). The daemon's runs add
 a few thousand rows to it each time.
