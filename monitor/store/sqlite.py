@@ -11,7 +11,7 @@ error.
 Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
 microsecond, readable in the ``sqlite3`` shell, and ordered correctly by plain text comparison.
 
-Schema (version 5; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
+Schema (version 4; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS` the steps)::
 
     targets       name PK, state_json, etag, last_modified, updated_at
     observations  id PK, target -> targets(name), observed_at, snapshot_json
@@ -22,8 +22,6 @@ Schema (version 5; ``PRAGMA user_version`` holds the version, :data:`MIGRATIONS`
                   updated_at, silenced_by (a silence's id or mute:RULE)
                   index (sink, status, id) for the strict per-sink claim order
                   index (lease_owner) where leased, for releasing what an instance holds
-                  index (created_at) where finished, for retention               (version 5)
-                  index (id) where dead, for the dead letters newest first       (version 5)
     instances     id PK, host, pid, started_at, last_heartbeat                       (version 2)
     target_leases target PK, owner, lease_until                                      (version 2)
     silences      id PK, target, pair, kind, starts_at, ends_at, comment, created_by,
@@ -222,13 +220,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             checked_at TEXT NOT NULL
         )
         """,
-    ),
-    (
-        # 5: expire_history and the status page's dead letters scanned the whole outbox
-        # (bench/growth.py); PostgreSQL has had outbox_finished from its first step
-        "CREATE INDEX outbox_finished ON outbox (created_at)"
-        " WHERE status IN ('sent', 'dead', 'silenced')",
-        "CREATE INDEX outbox_dead ON outbox (id) WHERE status = 'dead'",
     ),
 )
 
