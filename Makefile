@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/monitor.toml
 
-.PHONY: run demo test lint typecheck unit reliability bench soak soak-memory docker-test schema clean help
+.PHONY: run demo test lint typecheck unit reliability bench bench-growth soak soak-memory docker-test schema clean help
 
 help:
 	@echo "make demo   - set up .venv and watch a simulated ticker (offline, no configuration)"
@@ -15,6 +15,7 @@ help:
 	@echo "make docker-test - lint the Dockerfile, build the image with podman, run it (as root)"
 	@echo "make schema - regenerate config/monitor.schema.json and the tables of docs/configuration.md from the settings models"
 	@echo "make bench  - the benchmarks (parse, the daemon at 100/1000/5000 targets vs a reference, run --once vs urlwatch, scheduler, start-up; ~9 min): a table and bench/results.json; see docs/performance.md"
+	@echo "make bench-growth - the daemon on a fresh state file vs one with 10 million history rows (fills var/bench-growth-10m.db, ~7 GB, once: ~3.5 min; then ~1.5 min): bench/growth.json"
 	@echo "make soak   - the daemon soak: 50 targets every second, a flaky Slack, 10 minutes (SOAK_SECONDS=600)"
 	@echo "make soak-memory - the in-process memory soak (~80 s; SOAK_ROUNDS=300 SOAK_TRACEMALLOC=0 for longer)"
 
@@ -49,6 +50,9 @@ reliability: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-growth: $(STAMP)
+	BENCH_SECTIONS=growth BENCH_OUT=bench/growth.json $(BIN)/python bench/run.py
 
 soak: $(STAMP)
 	$(BIN)/python bench/daemon_soak.py

@@ -7,7 +7,9 @@ Sections (each module's docstring says how it measures):
   straightforward-stack reference (``bench/reference.py``) measured the same way in the same run;
 * ``once`` (``bench/once.py``): ``run --once`` over 100 and 500 pages, next to urlwatch 2.29;
 * ``scheduler`` (``bench/scheduler.py``): APScheduler's cost per fire at 100 and 5,000 jobs;
-* ``startup`` (``bench/startup.py``): ``check FILE`` and ``--help``.
+* ``startup`` (``bench/startup.py``): ``check FILE`` and ``--help``;
+* ``growth`` (``bench/growth.py``, not in the default sections: ``make bench-growth``): the daemon
+  at 100 targets on a fresh state file and on one holding 10 million history rows.
 
 Every figure that has a reference in the same run is also given as a ratio to it, since the
 machine is shared and absolute figures swing. Knobs: ``BENCH_SCALES`` (``100,1000,5000``),
@@ -30,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import once, parse, pipeline, scheduler, startup  # noqa: E402 -- after sys.path
+from bench import growth, once, parse, pipeline, scheduler, startup  # noqa: E402 -- after sys.path
 
 PACKAGES = (
     "httpx", "httpx-aiohttp", "aiohttp", "httpcore", "apscheduler", "structlog", "selectolax",
@@ -150,6 +152,43 @@ def show_startup(data: dict[str, Any]) -> None:
         )
 
 
+def show_growth(data: dict[str, Any]) -> None:
+    fresh, big, x = data["fresh"], data["big"], data["big_over_fresh"]
+    rows = big["rows"]
+    print(
+        f"\ngrowth (the daemon at 100 targets; fresh state file vs {rows['observations']:,}"
+        f" observations and {rows['outbox']:,} outbox rows; x = big / fresh, same run)"
+    )
+    labels = (
+        ("cpu_ms_u", "CPU ms per check, unchanged"), ("cpu_ms_c", "CPU ms per check, changing"),
+        ("rss_mb", "RSS MB"), ("lateness_p99_ms", "scheduler lateness p99 ms"),
+        ("api_status_ms", "/api/status ms (median of 3)"),
+        ("expire_history_ms", "housekeeping: expire_history ms"),
+        ("outbox_counts_ms", "housekeeping: outbox_counts ms"),
+        ("history_7d_rows", "status page: history 7 d, rows"),
+        ("history_7d_sql_ms", "status page: history 7 d, SQL ms"),
+        ("history_7d_ms", "status page: history 7 d, store ms"),
+        ("outbox_rows_recent_ms", "status page: recent alerts ms"),
+        ("outbox_rows_dead_ms", "status page: dead letters ms"),
+    )  # fmt: skip
+    for key, label in labels:
+        print(
+            f"  {label:<34} fresh {_fmt(fresh.get(key), '9.2f')}  big {_fmt(big.get(key), '9.2f')}"
+            f"  {_fmt(x.get(key), '7.2f')} x"
+        )
+    print(
+        f"  /api/status had its store answers: fresh {fresh['api_status_store_ok']},"
+        f" big {big['api_status_store_ok']}; checks {fresh['checks_u']}+{fresh['checks_c']} /"
+        f" {big['checks_u']}+{big['checks_c']}; errors {fresh['errors'] or 'none'} /"
+        f" {big['errors'] or 'none'}"
+    )
+    filled = data["fill_seconds"]
+    print(
+        f"  big file {data['big_file_gb']:.1f} GB"
+        + (f", filled in {filled:.0f} s" if filled is not None else ", cached")
+    )
+
+
 def main() -> None:
     sections = os.environ.get("BENCH_SECTIONS", "parse,pipeline,once,scheduler,startup").split(",")
     scales = [int(n) for n in os.environ.get("BENCH_SCALES", "100,1000,5000").split(",") if n]
@@ -173,6 +212,9 @@ def main() -> None:
     if "startup" in sections:
         results["startup"] = startup.run()
         show_startup(results["startup"])
+    if "growth" in sections:
+        results["growth"] = growth.run()
+        show_growth(results["growth"])
     results["seconds"] = time.monotonic() - started
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"\n{results['seconds']:.0f} s; figures in {out}")
