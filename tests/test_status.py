@@ -26,7 +26,7 @@ from monitor.models import (
     Validators,
 )
 from monitor.settings import TargetConfig
-from monitor.status import Board, build_view, readiness, relative
+from monitor.status import SPARK_OBSERVATIONS, Board, build_view, readiness, relative
 from monitor.statuspage import render
 from monitor.store import Observation
 from monitor.store.sqlite import SqliteStore
@@ -150,6 +150,28 @@ def event(rate: str, at: datetime) -> Event:
         new=Reading(Decimal(rate), Decimal("-0.14")),
         observed_at=at,
     )
+
+
+async def test_sparklines_read_a_targets_newest_observations_only(store: SqliteStore) -> None:
+    n = SPARK_OBSERVATIONS + 20
+    for i in range(n):  # a rate moving every minute
+        rate = f"0.{28000 + i}"
+        await store.commit_check(
+            "timesca",
+            state=TargetState(snapshot=snap(TMT_USD=rate), last_success_at=T0),
+            validators=Validators(),
+            observed=snap(TMT_USD=rate),
+            observed_at=T0 + timedelta(minutes=i),
+            deliveries=[],
+        )
+    board = Board([target()], started_at=T0)
+    board.seed("timesca", (await store.load_target("timesca"))[0])
+    now = T0 + timedelta(minutes=n)
+    view = await build_view(board, store, now=now, active=always, live=False)
+    (pair,) = view.targets[0].pairs
+    assert len(pair.history) == SPARK_OBSERVATIONS
+    assert str(pair.history[0].rate) == f"0.{28000 + 20}"  # the 20 oldest are left out
+    assert str(pair.history[-1].rate) == f"0.{28000 + n - 1}"
 
 
 async def test_the_view_groups_alerts_by_event_with_every_sink_status(store: SqliteStore) -> None:

@@ -568,6 +568,24 @@ async def test_history_is_oldest_first_per_target_and_since(
     assert await store.history(target="nobody") == []
 
 
+async def test_history_latest_is_the_newest_rows_still_oldest_first(
+    store: ClusterStore, clock: Clock
+) -> None:
+    times = []
+    for n in range(5):
+        times.append(clock())
+        await commit(store, clock, [], observed=snapshot(f"0.2857{n}"))
+        await commit(store, clock, [], observed=snapshot(f"0.{n}"), target="other")
+        clock.advance(60)
+    newest = await store.history(target="timesca", latest=2)
+    assert [(o.target, o.observed_at) for o in newest] == [("timesca", t) for t in times[3:]]
+    assert [o.snapshot for o in newest] == [snapshot("0.28573"), snapshot("0.28574")]
+    since = await store.history(target="timesca", since=times[1], latest=10)
+    assert [o.observed_at for o in since] == times[1:]  # fewer rows than asked for: all of them
+    assert await store.history(target="timesca", latest=0) == []
+    assert [o.target for o in await store.history(latest=3)] == ["other", "timesca", "other"]
+
+
 async def test_requeue_revives_only_dead_rows(store: ClusterStore, clock: Clock) -> None:
     await commit(store, clock, [delivery(1), delivery(2)])
     first, second = await claim(store, clock, limit=2)

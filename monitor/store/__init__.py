@@ -250,9 +250,14 @@ class Store(Protocol):
     async def outbox_counts(self) -> list[OutboxCounts]: ...
 
     async def history(
-        self, *, target: str | None = None, since: datetime | None = None
+        self,
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        latest: int | None = None,
     ) -> list[Observation]:
-        """Observation history (of one target, from ``since`` on), oldest first."""
+        """Observation history (of one target, from ``since`` on), oldest first; with ``latest``,
+        only the newest ``latest`` of those rows (still oldest first)."""
         ...
 
     async def outbox_rows(

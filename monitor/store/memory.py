@@ -388,17 +388,24 @@ class MemoryStore:
         return [OutboxCounts(sink=s, status=st, count=n) for (s, st), n in sorted(counts.items())]
 
     async def history(
-        self, *, target: str | None = None, since: datetime | None = None
+        self,
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        latest: int | None = None,
     ) -> list[Observation]:
         db = await self._enter("history")
         cutoff = None if since is None else utc(since)
         # oldest first; rows of the same instant in insertion order (the sort is stable)
         ordered = sorted(db.observations, key=lambda o: o[1])
-        found = (
-            observation(name, at, snapshot_json)
+        rows = [
+            (name, at, snapshot_json)
             for name, at, snapshot_json in ordered
             if (target is None or name == target) and (cutoff is None or at >= cutoff)
-        )
+        ]
+        if latest is not None:
+            rows = rows[max(len(rows) - max(latest, 0), 0) :]
+        found = (observation(name, at, snapshot_json) for name, at, snapshot_json in rows)
         return [o for o in found if o is not None]
 
     async def outbox_rows(

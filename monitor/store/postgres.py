@@ -177,6 +177,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # 5: what stays fast on a long history: the dead letters, one target's recent history
+        # (retention's finished rows have had their index since step 1)
+        "CREATE INDEX outbox_dead ON outbox (id) WHERE status = 'dead'",
+        "CREATE INDEX observations_target_observed_at ON observations (target, observed_at)",
+    ),
 )
 
 #: The schema version this code writes and understands.
@@ -733,15 +739,25 @@ class PostgresStore:
         return [OutboxCounts(sink=s, status=st, count=int(n)) for s, st, n in rows]
 
     async def history(
-        self, *, target: str | None = None, since: datetime | None = None
+        self,
+        *,
+        target: str | None = None,
+        since: datetime | None = None,
+        latest: int | None = None,
     ) -> list[Observation]:
         rows = await self._rows(
             "history",
-            "SELECT target, observed_at, snapshot_json FROM observations"
+            "SELECT target, observed_at, snapshot_json FROM ("
+            " SELECT id, target, observed_at, snapshot_json FROM observations"
             " WHERE (%(target)s::text IS NULL OR target = %(target)s)"
             " AND (%(since)s::timestamptz IS NULL OR observed_at >= %(since)s)"
-            " ORDER BY observed_at, id",
-            {"target": target, "since": None if since is None else utc(since)},
+            " ORDER BY observed_at DESC, id DESC LIMIT %(latest)s"
+            ") AS newest ORDER BY observed_at, id",
+            {
+                "target": target,
+                "since": None if since is None else utc(since),
+                "latest": None if latest is None else max(latest, 0),  # LIMIT NULL: all
+            },
         )
         found = (observation(str(t), utc(cast(datetime, at)), str(j)) for t, at, j in rows)
         return [o for o in found if o is not None]
