@@ -63,6 +63,7 @@ from bench.pipeline import (  # noqa: E402 -- same
     rss_mb,
 )
 from monitor.settings import Settings  # noqa: E402 -- same
+from monitor.status import SPARK_OBSERVATIONS  # noqa: E402 -- same
 from monitor.store.sqlite import SCHEMA_VERSION, SqliteStore, _ts  # noqa: E402 -- same
 from tests.daemon_harness import DaemonProcess, free_port, wait_for  # noqa: E402 -- same
 from tests.servers import Reply, ThreadedPageServer  # noqa: E402 -- same
@@ -184,6 +185,14 @@ def store_calls(database: Path) -> dict[str, float | None]:
             calls["history_7d_ms"] = lambda: store.history(since=since)
         else:
             out["history_7d_ms"] = None
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            names = [str(r[0]) for r in conn.execute("SELECT name FROM targets ORDER BY name")]
+
+        async def sparklines() -> None:  # what the status page reads: each target's newest
+            for name in names:
+                await store.history(target=name, since=since, latest=SPARK_OBSERVATIONS)
+
+        calls["sparklines_ms"] = sparklines
         try:
             for name, call in calls.items():
                 began = time.monotonic()
@@ -324,7 +333,7 @@ def fill(template: Path, rows: int) -> float:
 RATIOS = (
     "cpu_ms_u", "cpu_ms_c", "rss_mb", "lateness_p99_ms", "api_status_ms", "expire_history_ms",
     "outbox_counts_ms", "history_7d_rows", "history_7d_sql_ms", "history_7d_ms", "outbox_rows_recent_ms",
-    "outbox_rows_dead_ms",
+    "outbox_rows_dead_ms", "sparklines_ms",
 )  # fmt: skip
 
 

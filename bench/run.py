@@ -165,9 +165,10 @@ def show_growth(data: dict[str, Any]) -> None:
         ("api_status_ms", "/api/status ms (median of 3)"),
         ("expire_history_ms", "housekeeping: expire_history ms"),
         ("outbox_counts_ms", "housekeeping: outbox_counts ms"),
-        ("history_7d_rows", "status page: history 7 d, rows"),
-        ("history_7d_sql_ms", "status page: history 7 d, SQL ms"),
-        ("history_7d_ms", "status page: history 7 d, store ms"),
+        ("history_7d_rows", "history 7 d, rows"),
+        ("history_7d_sql_ms", "history 7 d, SQL ms"),
+        ("history_7d_ms", "history 7 d, store ms (what the page read before)"),
+        ("sparklines_ms", "status page: sparklines (each target's newest 120) ms"),
         ("outbox_rows_recent_ms", "status page: recent alerts ms"),
         ("outbox_rows_dead_ms", "status page: dead letters ms"),
     )  # fmt: skip

@@ -38,9 +38,10 @@ from monitor.store import OutboxCounts, OutboxRow, Store
 
 #: how far back the sparklines look
 SPARK_WINDOW = timedelta(days=7)
-#: and at most how many of a target's observations they read (a page changing every minute has
-#: 10,080 in a week; reading them all, for every target, held the store's thread for seconds)
-SPARK_OBSERVATIONS = 500
+#: and at most how many of a target's observations they read: a page changing every minute has
+#: 10,080 in a week, and reading them all, for every target, held the store's thread for seconds;
+#: each costs a snapshot's decoding (bench/growth.py: 500 a target took 3.2 s at 100 targets)
+SPARK_OBSERVATIONS = 120
 #: the most recent alerts the picture lists (grouped by event, each with its sinks)
 RECENT_ALERTS = 20
 #: the most dead letters it lists
