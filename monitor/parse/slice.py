@@ -130,7 +130,7 @@ def fingerprint(data: bytes | memoryview) -> Fingerprint:
 @dataclass(frozen=True, slots=True)
 class _Shape:
     """A slice's template: the lengths of its constant pieces, the decoded text around its
-    variable pieces (a "" where each goes; _BREAK ends a block), how many blocks it makes."""
+    variable pieces (one more than them; _BREAK ends a block), how many blocks it makes."""
 
     lengths: array[int]
     template: tuple[str, ...]
@@ -151,7 +151,7 @@ class Slice:
     #: the fingerprint of the slice's constant pieces, and their lengths (compact: 5,000 targets)
     skeleton: Fingerprint
     lengths: array[int]
-    #: the decoded text around the variable pieces, with a "" where each goes; _BREAK ends a block
+    #: the decoded text around the variable pieces (one more than them); _BREAK ends a block
     template: tuple[str, ...]
     #: how many blocks the template makes
     blocks: int
@@ -159,7 +159,7 @@ class Slice:
     #: the fingerprint of the slice's bytes, and what they read as
     inside: Fingerprint
     result: ParseResult
-    #: the quotes of each block text that held one, in the last read
+    #: the quotes of each block text of the last read that held some (``read_block`` is pure)
     known: Mapping[str, tuple[Quote, ...]]
 
     @property
@@ -176,7 +176,7 @@ def _fill(
     skeleton: Fingerprint | None = None,
 ) -> tuple[Fingerprint, ParseResult | None, dict[str, tuple[Quote, ...]]] | None:
     """The slice ``span`` read through the template of ``memo``: the fingerprint of its constant
-    pieces, its result and the quotes of each block text that held one; None when its shape is
+    pieces, its result and the quotes of each block text that held some; None when its shape is
     not the template's, or its constant pieces are not ``skeleton`` (when given)."""
     if b"\0" in span:  # Lexbor drops a NUL in text: the blocks would differ
         return None
@@ -201,7 +201,8 @@ def _fill(
     # the variable pieces hold no "<": one decode for all of them, split where they were joined
     texts = b"<".join(variables).decode("utf-8", "replace").split("<")
     decoded = {text: unescape(text) for text in set(texts) if "&" in text}
-    parts = list(memo.template)
+    parts = [""] * (2 * len(texts) + 1)
+    parts[0::2] = memo.template
     parts[1::2] = [decoded.get(text, text) for text in texts]
     entries = "".join(parts).split(_BREAK)
     if len(entries) != memo.blocks:  # a variable piece that decodes to _BREAK
@@ -214,6 +215,7 @@ def _fill(
         known=known,
         previous=previous if grammar.pattern is None else None,
     )
+    # the blocks that held quotes: the ones worth not reading again (5,000 targets' memory)
     return constant, result, {text: quotes for text, quotes in known.items() if quotes}
 
 
@@ -372,16 +374,14 @@ def _template(
         pos += len(text) + len(tag)
     if not starts:
         return None
-    lengths = array(
-        "I", (start - end for start, end in zip([*starts, len(span)], [0, *ends], strict=True))
-    )
+    gaps = [start - end for start, end in zip([*starts, len(span)], [0, *ends], strict=True)]
+    lengths = array("H" if max(gaps) < 1 << 16 else "I", gaps)  # compact: 5,000 targets
     around = _around(texts, breaks)
     if around is None:
         return None
     interned: dict[str, str] = {}  # the repeats share their strings (5,000 targets)
-    template = [""] * (2 * len(around[0]) - 1)  # the variable pieces go in between
-    template[0::2] = [interned.setdefault(text, text) for text in around[0]]
-    return _Shape(lengths, tuple(template), around[1])
+    template = tuple(interned.setdefault(text, text) for text in around[0])
+    return _Shape(lengths, template, around[1])
 
 
 def _around(texts: list[bytes], breaks: list[int]) -> tuple[list[str], int] | None:
