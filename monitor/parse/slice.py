@@ -32,7 +32,8 @@ The next time (:func:`read_slice`) the run is ``raw[start:len(raw) - tail]``, an
 
 Then the result is the whole read's (a run whose bytes are unchanged too gives the remembered
 result without reading). Anything else -- the page changed elsewhere or around the run, a tag
-inside it changed, a rate became a word, a comment, a script or a NUL byte in it -- returns None
+inside it changed, a comment, a script, a NUL byte or a reference to a control character in a
+variable piece (Python's ``unescape`` drops what Lexbor keeps) -- returns None
 and the caller reads the whole page, learning again.
 """
 
@@ -96,6 +97,8 @@ _BLOCK_START: Final = re.compile(
 
 
 _DIGIT: Final = re.compile(rb"[0-9]")
+#: A numeric character reference (``html.unescape`` reads them as the DOM does but for some).
+_NUMERIC_REF: Final = re.compile(r"&#(?:[xX]0*([0-9a-fA-F]{1,8})|0*([0-9]{1,10}))")
 #: What ends a block in a slice's template (a text holding one does not read from a slice).
 _BREAK: Final = "\x1e"
 
@@ -167,6 +170,47 @@ class Slice:
         return tuple(q.pair for q in self.result.snapshot.quotes)
 
 
+def _dropped_reference(text: str) -> bool:
+    """Does ``text`` hold a reference to a control or non-character (``&#1;``, ``&#x7F;``,
+    ``&#xFFFE;``)? ``html.unescape`` drops those, Lexbor keeps them (as the HTML standard says);
+    C1 controls (``&#x80;``: windows-1252) are counted too, to be safe."""
+    for match in _NUMERIC_REF.finditer(text):
+        hexa, decimal = match.groups()
+        num = int(hexa, 16) if hexa is not None else int(decimal)
+        if (
+            1 <= num <= 0x8  # html.unescape drops these code points
+            or num == 0xB
+            or 0xE <= num <= 0x9F  # C0 from 0x0E, DEL, C1
+            or 0xFDD0 <= num <= 0xFDEF
+            or (num & 0xFFFE == 0xFFFE and num <= 0x10FFFF)
+        ):
+            return True
+    return False
+
+
+def _cut(span: bytes, lengths: array[int]) -> tuple[list[bytes], list[bytes]] | None:
+    """The constant and the variable pieces of a slice: each constant piece as long as it was,
+    each variable piece up to the next ``<``; None when that does not fit the slice."""
+    if b"\0" in span:  # Lexbor drops a NUL in text: the blocks would differ
+        return None
+    # each constant piece is as long as it was, each variable piece runs to the next "<"
+    constants: list[bytes] = []
+    variables: list[bytes] = []
+    find = span.find
+    pos = 0
+    for length in lengths[:-1]:
+        stop = pos + length
+        constants.append(span[pos:stop])
+        pos = find(b"<", stop)
+        if pos < 0:
+            return None
+        variables.append(span[stop:pos])
+    if len(span) - pos != lengths[-1]:
+        return None
+    constants.append(span[pos:])
+    return constants, variables
+
+
 def _fill(
     span: bytes,
     memo: _Shape | Slice,
@@ -178,29 +222,19 @@ def _fill(
     """The slice ``span`` read through the template of ``memo``: the fingerprint of its constant
     pieces, its result and the quotes of each block text that held some; None when its shape is
     not the template's, or its constant pieces are not ``skeleton`` (when given)."""
-    if b"\0" in span:  # Lexbor drops a NUL in text: the blocks would differ
+    cut = _cut(span, memo.lengths)
+    if cut is None:
         return None
-    # each constant piece is as long as it was, each variable piece runs to the next "<"
-    constants: list[bytes] = []
-    variables: list[bytes] = []
-    find = span.find
-    pos = 0
-    for length in memo.lengths[:-1]:
-        stop = pos + length
-        constants.append(span[pos:stop])
-        pos = find(b"<", stop)
-        if pos < 0:
-            return None
-        variables.append(span[stop:pos])
-    if len(span) - pos != memo.lengths[-1]:
-        return None
-    constants.append(span[pos:])
+    constants, variables = cut
     constant = fingerprint(b"".join(constants))  # the lengths are fixed: no separator needed
     if skeleton is not None and constant != skeleton:
         return None
     # the variable pieces hold no "<": one decode for all of them, split where they were joined
     texts = b"<".join(variables).decode("utf-8", "replace").split("<")
-    decoded = {text: unescape(text) for text in set(texts) if "&" in text}
+    refs = [text for text in set(texts) if "&" in text]
+    if any(_dropped_reference(text) for text in refs if "&#" in text):
+        return None
+    decoded = {text: unescape(text) for text in refs}
     parts = [""] * (2 * len(texts) + 1)
     parts[0::2] = memo.template
     parts[1::2] = [decoded.get(text, text) for text in texts]
