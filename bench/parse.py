@@ -8,7 +8,8 @@ per call (median, p10-p90, minimum, each round's median):
 
 * the seed page by the DOM route (a whole read, as a first check does), with a selector, as str;
 * the fast path: the page with a changed rate, read from its remembered slice
-  (``monitor.parse.reread``), and the same body again (its digest only);
+  (``monitor.parse.reread``; and through ``Reader.read_again``, the daemon's path, which also
+  tells the same body), and the same body again (nothing parsed);
 * the plain-text seed, the text fixtures (``tests/fixtures``), and every markup form the tests
   know (``tests.pages.MARQUEE_FORMS``, on a 20 KB page);
 * for reference, in the same run: the time selectolax (Lexbor) takes to build the whole DOM of
@@ -124,6 +125,14 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         (
             f"seed {kb} KB, same body (its digest only)",
             lambda: reader.read_again(page_bytes, memo=memo),
+        )
+    )
+    if reader.read_again(changed, memo=memo)[2] != "slice":
+        raise SystemExit("Reader.read_again did not read the changed page from its slice")
+    found.append(
+        (
+            f"seed {kb} KB, fast path, Reader.read_again",
+            lambda: reader.read_again(changed, memo=memo),
         )
     )
     fixtures = sorted((ROOT / "tests" / "fixtures").glob("*.txt"))

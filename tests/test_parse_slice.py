@@ -9,6 +9,9 @@ slice must step aside (``how == "whole"``) for the whole read.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -76,6 +79,12 @@ def test_a_changed_rate_reads_from_the_slice_as_the_whole_page_does() -> None:
         ("a table", lambda b: b.replace(b"</li>", b"<table><tr><td>x</td></tr></table></li>", 1)),
         ("no start tag", lambda b: b.replace(b'<li class="ticker-item">', b"<li>")),
         ("no date line", lambda b: b.replace(SEED_DATE.encode(), b"")),
+        ("a rate as a word", lambda b: b.replace(b"0.28600", b"n/a")),
+        ("a NUL in a rate", lambda b: b.replace(b"0.28600", b"0.28\x00600")),
+        ("a block separator in a rate", lambda b: b.replace(b"0.28600", b"0.28\x1e600")),
+        ("a control character by reference", lambda b: b.replace(b"0.28600", b"0.28&#1;600")),
+        ("a tag in a rate", lambda b: b.replace(b"0.28600", b"0.28<i>6</i>00")),
+        ("a less-than sign in a rate", lambda b: b.replace(b"0.28600", b"0.28 < 1")),
     ],
 )
 def test_a_page_of_another_shape_is_read_whole(name: str, edit: object) -> None:
@@ -214,3 +223,17 @@ def test_a_selector_or_a_feed_reads_whole_each_time() -> None:
     assert memo.slice is None
     _, memo, how = reader.read_again(page(moved()), memo=memo)
     assert how == "whole"
+
+
+@pytest.mark.parametrize(("seed", "kind"), [(None, "int"), ("random", "int"), ("0", "bytes")])
+def test_a_fingerprint_is_keyed_unless_the_hash_seed_is_fixed(seed: str | None, kind: str) -> None:
+    """Python's hash of bytes is keyed by a random secret; with PYTHONHASHSEED fixed anyone may
+    know the key, and the fingerprint is sha256 instead."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"}
+    if seed is not None:
+        env["PYTHONHASHSEED"] = seed
+    code = "from monitor.parse.slice import fingerprint; print(type(fingerprint(b'x')).__name__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == kind

@@ -181,14 +181,15 @@ def reread(
     its slice for the next time (with ``learning``: it costs about two whole reads). Raises
     ``ParseError`` as :func:`parse_page` does."""
     grammar = DEFAULT_GRAMMAR if grammar is None else grammar
-    raw, text = _decoded(page, charset, None)
-    if text is not None:
-        return Reread(parse_page(page, grammar=grammar, charset=charset), None, "whole")
     if hint is not None:
-        found = read_slice(raw, hint, grammar)
+        # a page that passes its slice's checks is HTML: the slice holds its tags
+        found = read_slice(to_utf8(bytes(page), charset), hint, grammar)
         if found is not None:
             result, memo = found
             return Reread(result, memo, "same" if memo is hint else "slice")
+    raw, text = _decoded(page, charset, None)
+    if text is not None:
+        return Reread(parse_page(page, grammar=grammar, charset=charset), None, "whole")
     hits = item_hits(raw)
     result = read_html(raw, None, grammar, hits=hits)
     return Reread(result, learn(raw, result, grammar, hits) if learning else None, "whole")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -40,14 +40,20 @@ def assemble(
     *,
     truncated: bool,
     first_line: Callable[[object], str | None] = lambda _: None,
+    known: dict[str, tuple[Quote, ...]] | None = None,
+    previous: Mapping[str, tuple[Quote, ...]] | None = None,
 ) -> ParseResult | None:
     """The result of a page's blocks; None when there are no quotes, or when the page was cut
     (``truncated``) and fewer than two non-blank blocks follow the last quote.
 
     ``first_line`` reads the first non-blank line of a passed-over element (for the date line).
+    ``known`` (filled here) gets each distinct block text read and its quotes; ``previous`` is
+    another read's ``known``, consulted before reading a block: ``read_block`` is pure, so this is
+    exact for the same grammar -- without a ``pattern``, whose warnings come only from a read.
     """
     items: list[Quote] = []
-    known: dict[str, tuple[Quote, ...]] = {}  # the marquee repeats each block: read it once
+    if known is None:  # the marquee repeats each block: read it once
+        known = {}
     unread: list[str] = []
     in_first_run = False
     page_date: date | None = None
@@ -58,17 +64,7 @@ def assemble(
             if not payload or payload.isspace():
                 continue
             if chosen:
-                if payload in known:
-                    quotes = known[payload]
-                else:
-                    quotes = known[payload] = read_block(payload, grammar)
-                    if quotes and grammar.pattern is not None:
-                        left = leftover(payload, grammar.pattern)
-                        if left is not None:
-                            unread.append(
-                                f"the pattern read {len(quotes)} item(s) of a block but left "
-                                f"{left!r} unread: {payload.strip()[:80]!r}"
-                            )
+                quotes = known.get(payload) or _read(payload, grammar, known, previous, unread)
         if quotes:
             items.extend(quotes)
             after_last = 0
@@ -86,6 +82,31 @@ def assemble(
         unread[MAX_WARNINGS:] = [f"... and {len(unread) - MAX_WARNINGS} more such blocks"]
     snapshot = Snapshot(quotes=quotes_, page_date=page_date, conflicts=conflicts)
     return ParseResult(snapshot, tuple(unread))
+
+
+def _read(
+    payload: str,
+    grammar: Grammar,
+    known: dict[str, tuple[Quote, ...]],
+    previous: Mapping[str, tuple[Quote, ...]] | None,
+    unread: list[str],
+) -> tuple[Quote, ...]:
+    """The quotes of a block not read yet in this page (noted in ``known``), and a warning in
+    ``unread`` when a pattern left some of it unread."""
+    if payload in known:  # a block of no quotes
+        return known[payload]
+    if previous is not None and payload in previous:
+        quotes = known[payload] = previous[payload]
+        return quotes
+    quotes = known[payload] = read_block(payload, grammar)
+    if quotes and grammar.pattern is not None:
+        left = leftover(payload, grammar.pattern)
+        if left is not None:
+            unread.append(
+                f"the pattern read {len(quotes)} item(s) of a block but left "
+                f"{left!r} unread: {payload.strip()[:80]!r}"
+            )
+    return quotes
 
 
 def dedup(items: Sequence[Quote]) -> tuple[tuple[Quote, ...], tuple[str, ...]]:
