@@ -191,8 +191,25 @@ def test_the_page_is_what_prometheus_clients_own_series_would_show(
     text = generate_latest(oracle.registry).decode()
     names = {f.name for f in text_string_to_metric_families(text)}
     want = page(text, names)
-    got = page(metrics.render().decode(), names)
-    assert got == want
+    rendered = metrics.render()
+    assert page(rendered.decode(), names) == want
+    assert rendered == generate_latest(metrics.registry)  # the library's writer, byte for byte
+
+
+def test_label_values_are_escaped_as_the_librarys_writer_escapes_them() -> None:
+    metrics = Metrics()
+    for name in ('a"quoted"', "back\\slash", "new\nline", "ünï/cødé"):
+        metrics.check_done(name, "observed", 0.02)
+        metrics.quotes(name, Snapshot((Quote("KGS/USD", "KGS", "USD", Decimal("1e6")),)))
+    rendered = metrics.render()
+    assert rendered == generate_latest(metrics.registry)
+    targets = {
+        s.labels["target"]
+        for f in text_string_to_metric_families(rendered.decode())
+        if f.name == "ticker_rate"
+        for s in f.samples
+    }
+    assert targets == {'a"quoted"', "back\\slash", "new\nline", "ünï/cødé"}
 
 
 def test_a_rate_is_the_pages_decimal_as_a_float_and_gone_pairs_disappear() -> None:
