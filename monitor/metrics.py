@@ -277,9 +277,10 @@ class _QuoteGauges(_Family):
 
 
 class Metrics:
-    """The daemon's metrics. Series labelled by target (or by target and pair) are plain data in
-    :class:`_Series` collectors; the few labelled by sink, operation or member are
-    prometheus_client's own objects."""
+    """The daemon's metrics. Families labelled by target (or by target and pair) are plain data
+    in :class:`_Family` collectors; the few labelled by sink, operation or member are
+    prometheus_client's own objects. All are in :attr:`registry`, and :meth:`render` writes them
+    in the order they were added."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
