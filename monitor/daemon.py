@@ -159,15 +159,21 @@ class Daemon:
     # --- the daemon --------------------------------------------------------------------------
 
     async def run_forever(self) -> None:
-        await self._open()
+        loop = asyncio.get_running_loop()
+        # first of all: a SIGTERM while the store opens ends the start cleanly (exit 0), instead
+        # of killing the process with the default action
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._open()
+        except BaseException:
+            self._default_signals(loop)
+            raise
         try:  # the first heartbeat takes this daemon's targets before anything is scheduled
             await self.cluster.tick()
         except StoreError as exc:  # the next heartbeats try again
             log.warning("cluster_heartbeat_failed", error=str(exc))
             self.board.store_write_failed("heartbeat", str(exc))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
         listen = self.settings.monitor.listen
         if listen:
             self.web = WebServer(operator_app(self.status_service()), listen)
@@ -175,8 +181,38 @@ class Daemon:
                 await self.web.start()
             except BaseException:
                 self.web = None
+                await self.cluster.leave()
                 await self._close()
+                self._default_signals(loop)
                 raise
+        scheduler = self._start_scheduler()
+        worker = asyncio.create_task(self.deliverer.run(), name="deliverer")
+        watch = asyncio.create_task(self._watch_clock(scheduler), name="clock-watch")
+        heartbeat = asyncio.create_task(self.cluster.run(), name="cluster-heartbeat")
+        try:
+            await self._stop.wait()
+        finally:
+            grace = self.settings.monitor.grace_period
+            log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
+            watch.cancel()
+            # pause, not shutdown: APScheduler's shutdown cancels the jobs still running
+            scheduler.pause()
+            deadline = loop.time() + grace  # one grace period for checks and sends together
+            await self._finish_checks(grace)
+            scheduler.shutdown(wait=False)
+            await self._deliver_before_exit(deadline - loop.time())
+            await self.deliverer.stop(max(0.0, deadline - loop.time()))
+            for task in (worker, watch, heartbeat):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.cluster.leave()  # the others take over at once, not after a lease
+            self._default_signals(loop)
+            await self._close()
+            log.info("daemon_stopped")
+
+    def _start_scheduler(self) -> AsyncIOScheduler:
+        """The targets' jobs, the store probe and housekeeping, started."""
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_listener(
             self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_SUBMITTED
@@ -202,31 +238,7 @@ class Daemon:
             misfire_grace_time=60,
         )
         scheduler.start()
-        worker = asyncio.create_task(self.deliverer.run(), name="deliverer")
-        watch = asyncio.create_task(self._watch_clock(scheduler), name="clock-watch")
-        heartbeat = asyncio.create_task(self.cluster.run(), name="cluster-heartbeat")
-        try:
-            await self._stop.wait()
-        finally:
-            grace = self.settings.monitor.grace_period
-            log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
-            watch.cancel()
-            # pause, not shutdown: APScheduler's shutdown cancels the jobs still running
-            scheduler.pause()
-            deadline = loop.time() + grace  # one grace period for checks and sends together
-            await self._finish_checks(grace)
-            scheduler.shutdown(wait=False)
-            await self._deliver_before_exit(deadline - loop.time())
-            await self.deliverer.stop(max(0.0, deadline - loop.time()))
-            for task in (worker, watch, heartbeat):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self.cluster.leave()  # the others take over at once, not after a lease
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await self._close()
-            log.info("daemon_stopped")
+        return scheduler
 
     async def _finish_checks(self, grace: float) -> None:
         """Let the checks and housekeeping in flight finish within ``grace``; cancel the rest,
@@ -252,6 +264,11 @@ class Daemon:
             log.info("delivery_left_in_outbox", reason="grace period over")
         except MonitorError as exc:
             log.warning("delivery_before_exit_failed", error=str(exc))
+
+    @staticmethod
+    def _default_signals(loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("signal_received", signal=sig.name)

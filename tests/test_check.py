@@ -10,6 +10,8 @@ import asyncio
 import io
 import json
 import logging
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -332,3 +334,28 @@ async def test_a_stop_during_housekeeping_lets_it_finish_and_logs_no_traceback(
     await asyncio.wait_for(running, timeout=20)
     assert not [r for r in caplog.records if r.exc_info]  # no CancelledError traceback
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_sigterm_while_the_store_opens_ends_the_start_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal handlers come first: a SIGTERM during the start (the store opening, the first
+    heartbeat) is a clean stop, not the default action that kills the process (exit -15)."""
+    async with PageServer(page(BASE)) as server:
+        config = write_config(tmp_path, server.url, sinks=("audit",))
+        app = await build_app(load_settings(config))
+        opening = app.store.open
+
+        async def open_with_a_sigterm() -> None:
+            # guarded: without a handler the signal would kill the test run itself
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+            os.kill(os.getpid(), signal.SIGTERM)
+            await opening()
+
+        monkeypatch.setattr(app.store, "open", open_with_a_sigterm)
+        with structlog.testing.capture_logs() as logs:
+            await asyncio.wait_for(Daemon(app).run_forever(), timeout=30)
+    events = [e["event"] for e in logs]
+    assert "signal_received" in events
+    assert events[-1] == "daemon_stopped"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
