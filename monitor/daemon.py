@@ -404,7 +404,7 @@ class Daemon:
         self.board.clustered(view)
         self.metrics.cluster(view, self.board.targets)
         for name in self.board.targets:
-            if name not in view.held:  # another instance's gauges are its own
+            if not view.holds(name):  # another instance's gauges are its own
                 self.metrics.quotes(name, None)
 
     async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
