@@ -55,9 +55,11 @@ class Scale:
 SCALES = {
     100: Scale(100, 2.0, warm=4.0, window_u=6.0, window_c=6.0),
     1000: Scale(1000, 10.0, warm=12.0, window_u=10.0, window_c=10.0),
-    # the first runs are spread over 30 s, then every target runs once a minute; the changing
-    # window sees half of them (and the reference, saturated here, only the unchanged window)
-    5000: Scale(5000, 60.0, warm=32.0, window_u=60.0, window_c=30.0, reference_c=False),
+    # the first runs (whole reads) are spread over the minute, then every target runs once a
+    # minute, evenly: the warm-up passes the first round, the unchanged window sees half the
+    # targets, the changing one a whole round (every target sees the change once); the
+    # reference, saturated here, runs only the unchanged window
+    5000: Scale(5000, 60.0, warm=62.0, window_u=30.0, window_c=60.0, reference_c=False),
 }
 
 

@@ -151,6 +151,16 @@ class ClusterView:
     #: when the view was drawn (the store's clock)
     at: datetime
 
+    _holding: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_holding", frozenset(self.held))
+
+    def holds(self, target: str) -> bool:
+        """Does this member hold ``target``? (``target in held`` walks the tuple: at 5,000
+        targets, asking it of every target blocked the loop for a quarter of a second.)"""
+        return target in self._holding
+
 
 def draw(
     me: str,

@@ -46,8 +46,22 @@ from monitor.web import WebServer, operator_app
 
 log = structlog.get_logger("monitor.daemon")
 
-#: first runs after a start are spread over at most this many seconds (no thundering herd)
-STARTUP_SPREAD = 30.0
+#: first runs after a start come at most this many a second on average (see :func:`startup_spread`)
+STARTUP_RATE = 10.0
+
+
+def startup_spread(targets: int, interval: float) -> float:
+    """Over how many seconds the first runs of ``targets`` targets (this one's ``interval``) are
+    spread after a start: ``min(interval, targets / STARTUP_RATE)``.
+
+    A few targets are checked at once; many start no faster than :data:`STARTUP_RATE` a second,
+    or than their steady rate when that is higher (the spread is then the whole interval, so the
+    checks of every later minute are as even as the first: 5,000 targets every 60 s spread over
+    30 s made each minute's checks come in 30 s bursts at twice the mean rate).
+    """
+    return max(0.0, min(interval, targets / STARTUP_RATE))
+
+
 #: how often the daemon asks the store whether it answers (for /readyz, the outbox gauges)
 STORE_PROBE_EVERY = 15.0
 #: a probe that takes longer than this counts as the store not answering
@@ -279,7 +293,8 @@ class Daemon:
         now = self._clock()
         for plan in self.plans:
             interval = plan.config.interval
-            first = now + timedelta(seconds=self._rng.uniform(0, min(interval, STARTUP_SPREAD)))
+            spread = startup_spread(len(self.plans), interval)
+            first = now + timedelta(seconds=self._rng.uniform(0, spread))
             jitter = plan.config.effective_jitter
             # APScheduler 3 adds the jitter to a fire time and counts the next interval from it:
             # the mean period would be interval + jitter/2. Shorten the interval to make up for it.
@@ -404,7 +419,7 @@ class Daemon:
         self.board.clustered(view)
         self.metrics.cluster(view, self.board.targets)
         for name in self.board.targets:
-            if name not in view.held:  # another instance's gauges are its own
+            if not view.holds(name):  # another instance's gauges are its own
                 self.metrics.quotes(name, None)
 
     async def _watch_clock(self, scheduler: AsyncIOScheduler) -> None:
@@ -489,4 +504,4 @@ class Daemon:
         )
 
 
-__all__ = ["Daemon", "in_window"]
+__all__ = ["Daemon", "in_window", "startup_spread"]

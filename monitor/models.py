@@ -564,3 +564,14 @@ class Silence:
         if self.pair is not None and event.pair != self.pair:
             return False
         return self.kind is None or event.kind is self.kind
+
+
+def by_check(batch: Sequence[Delivery]) -> list[list[Delivery]]:
+    """``batch`` cut into runs of consecutive deliveries of one check (a digest's unit)."""
+    runs: list[list[Delivery]] = []
+    for delivery in batch:
+        if runs and runs[-1][-1].check_id == delivery.check_id:
+            runs[-1].append(delivery)
+        else:
+            runs.append([delivery])
+    return runs

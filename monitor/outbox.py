@@ -17,7 +17,7 @@ Each configured sink gets its own lane: an asyncio task that claims the leading 
 that sink (with a lease, renewed while it sends (``monitor.cluster.claims_kept``), so a crashed
 worker's rows come back when the lease lapses, to exactly one other instance), groups them
 (rows of one check form one batch when the sink takes digests; for a rate-limited or a ``bulk``
-digest sink -- a file -- everything due), sends the batches in order and
+digest sink -- a file, Slack, a webhook -- everything due), sends the batches in order and
 marks each outcome. Order is strict per sink: after a retryable failure the lane stops and the rows
 behind the failing head wait for it. Lanes never wait for each other, so one failing or slow sink
 never delays another. A lane sleeps until the head row is due or until :meth:`Deliverer.wake` (the
@@ -47,7 +47,7 @@ import structlog
 from monitor.backoff import full_jitter
 from monitor.cluster import claims_kept
 from monitor.errors import SinkError, StoreError
-from monitor.models import Delivery
+from monitor.models import Delivery, by_check
 from monitor.sinks import MAX_SEND_TIMEOUT, Accepted, Sink
 from monitor.store import ClusterStore
 
@@ -136,13 +136,7 @@ def _batches(sink: Sink, rows: Sequence[Delivery]) -> list[list[Delivery]]:
         return [[row] for row in rows]
     if sink.min_interval > 0 or sink.bulk:
         return [list(rows)] if rows else []
-    batches: list[list[Delivery]] = []
-    for row in rows:
-        if batches and batches[-1][-1].check_id == row.check_id:
-            batches[-1].append(row)
-        else:
-            batches.append([row])
-    return batches
+    return by_check(rows)
 
 
 def _clip(text: str) -> str:

@@ -68,8 +68,8 @@ current numbers.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from string import Template
@@ -261,13 +261,25 @@ def iso_utc(event: Event) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of a message: one pair's events of one check, or one target-level event."""
+    """One line of a message: one pair's events of one check, or one target-level event.
+
+    Its fields are worked out once, the first time any is asked for (a Slack message asks four
+    times per line: title, section, context, fallback text), and kept with the line.
+    """
 
     deliveries: tuple[Delivery, ...]
+    _fields: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.deliveries:
             raise ValueError("a line holds at least one delivery")
+
+    @property
+    def raw(self) -> Mapping[str, str]:
+        """The unescaped, sanitized fields (``_subject`` included), computed once."""
+        if not self._fields:
+            self._fields.update(_raw(self))
+        return self._fields
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -477,8 +489,34 @@ def _raw(ln: Line) -> dict[str, str]:
 def fields(item: Delivery | Line, *, escape: Escape = _same) -> dict[str, str]:
     """The template fields of one line (see the module docstring), each passed through
     ``escape`` (for example Slack's or HTML's) after sanitizing."""
-    raw = _raw(_as_line(item))
+    raw = _as_line(item).raw
     return {key: escape(value) for key, value in raw.items() if not key.startswith("_")}
+
+
+class _Escaped(Mapping[str, str]):
+    """A line's fields as a template sees them: escaped when looked up, so filling a template
+    escapes only the fields it names."""
+
+    __slots__ = ("_escape", "_over", "_raw")
+
+    def __init__(
+        self, raw: Mapping[str, str], escape: Escape, over: Mapping[str, str] | None = None
+    ) -> None:
+        self._raw, self._escape, self._over = raw, escape, over or {}
+
+    def __getitem__(self, key: str) -> str:
+        if key in self._over:
+            return self._over[key]
+        if key.startswith("_"):
+            raise KeyError(key)
+        return self._escape(self._raw[key])
+
+    def __iter__(self) -> Iterator[str]:
+        keys = dict.fromkeys(k for k in self._raw if not k.startswith("_"))
+        return iter(keys | dict.fromkeys(self._over))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _fill(template: str, values: Mapping[str, str], limit: int) -> str:
@@ -493,28 +531,28 @@ def render(
     item: Delivery | Line, template: str, *, escape: Escape = _same, limit: int = LINE_LIMIT
 ) -> str:
     """Fill any template with one line's fields; the result is one sanitized line."""
-    return _fill(template, fields(item, escape=escape), limit)
+    return _fill(template, _Escaped(_as_line(item).raw, escape), limit)
 
 
 def title(item: Delivery | Line, template: str | None = None, *, escape: Escape = _same) -> str:
     """The title of a message of one line: ``timesca: TMT/USD ▼ 0.28550 (-0.09%)``."""
     ln = _as_line(item)
     chosen = template or (PAIR_TITLE if ln.is_pair else TARGET_TITLE)
-    return _marked(ln, _fill(chosen, fields(ln, escape=escape), TITLE_LIMIT))
+    return _marked(ln, _fill(chosen, _Escaped(ln.raw, escape), TITLE_LIMIT))
 
 
 def line(item: Delivery | Line, template: str | None = None, *, escape: Escape = _same) -> str:
     """The one-line body of one line, readable in a terminal."""
     ln = _as_line(item)
     chosen = template or (PAIR_BODY if ln.is_pair else TARGET_BODY)
-    return _marked(ln, _fill(chosen, fields(ln, escape=escape), LINE_LIMIT))
+    return _marked(ln, _fill(chosen, _Escaped(ln.raw, escape), LINE_LIMIT))
 
 
 def _subjects(groups: Sequence[Line]) -> str:
     """``timesca: TMT/USD ▼, KZT/USD ▲ (+1 more)``; an outage leads its target's part."""
     by_target: dict[str, tuple[list[str], list[str]]] = {}
     for ln in groups:
-        raw = _raw(ln)
+        raw = ln.raw
         outages, pairs = by_target.setdefault(raw["target"], ([], []))
         (pairs if ln.is_pair else outages).append(raw["_subject"])
     parts: list[str] = []
@@ -533,20 +571,27 @@ def _subjects(groups: Sequence[Line]) -> str:
 
 
 def digest_title(
-    batch: Sequence[Delivery], template: str | None = None, *, escape: Escape = _same
+    batch: Sequence[Delivery] | Sequence[Line],
+    template: str | None = None,
+    *,
+    escape: Escape = _same,
 ) -> str:
-    """The title of a message carrying ``batch``: its one line's title, or the subjects of its
-    lines (``timesca: TMT/USD ▼, KZT/USD ▲ (+1 more)``)."""
+    """The title of a message carrying ``batch`` (deliveries, or the lines :func:`lines` made of
+    them): its one line's title, or the subjects of its lines (``timesca: TMT/USD ▼, KZT/USD ▲
+    (+1 more)``)."""
     if not batch:
         raise ValueError("an empty batch has no title")
-    groups = lines(batch)
+    groups = [b for b in batch if isinstance(b, Line)] or lines(
+        [b for b in batch if isinstance(b, Delivery)]
+    )
     if len(groups) == 1 and template is None:
         return title(groups[0], escape=escape)
-    values = fields(groups[0], escape=escape)
-    pairs = _unique([fields(ln, escape=escape)["pair"] for ln in groups])
-    values["count"] = str(len(batch))
-    values["lines"] = str(len(groups))
-    values["pairs"] = ", ".join(p for p in pairs if p != escape(NA)) or escape(NA)
-    values["subjects"] = escape(sanitize(_subjects(groups), TITLE_LIMIT))
-    text = _fill(template or DIGEST_TITLE, values, TITLE_LIMIT)
+    pairs = _unique([ln.raw["pair"] for ln in groups])
+    summary = {
+        "count": str(sum(len(ln.deliveries) for ln in groups)),
+        "lines": str(len(groups)),
+        "pairs": escape(", ".join(p for p in pairs if p != NA) or NA),
+        "subjects": escape(sanitize(_subjects(groups), TITLE_LIMIT)),
+    }
+    text = _fill(template or DIGEST_TITLE, _Escaped(groups[0].raw, escape, summary), TITLE_LIMIT)
     return TEST_MARK + text if any(ln.test for ln in groups) else text

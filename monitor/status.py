@@ -134,7 +134,7 @@ class Board:
 
     def holds(self, name: str) -> bool:
         """Does this daemon check ``name``? (Every target, until its first heartbeat.)"""
-        return self.cluster is None or name in self.cluster.held
+        return self.cluster is None or self.cluster.holds(name)
 
     @property
     def store_ok(self) -> bool:

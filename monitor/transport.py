@@ -5,11 +5,16 @@ requests go out through aiohttp, whose C HTTP parser and connection pool cost a 
 httpcore's CPU per response (``docs/performance.md``). :func:`aiohttp_transport` makes one for a
 client: verified TLS (``SSL_CERT_FILE`` honoured, as httpx does), proxies from the environment, no
 cookie jar (checks stay independent), and bodies left as sent (``monitor.fetch`` inflates them in
-bounded steps). The transport maps aiohttp's errors to httpx's, raised *from* aiohttp's own; the
-callers translate both at their boundary (``monitor.fetch``, ``monitor.sinks._http``).
+bounded steps). aiohttp's ``trust_env`` looks the proxy variables and ``~/.netrc`` up again in a
+worker thread for every request (two thread hops, a file lookup); the transport turns it on only
+when the process started with a proxy variable set, so a daemon without a proxy pays nothing.
+The transport maps aiohttp's errors to httpx's, raised *from* aiohttp's own; the callers translate
+both at their boundary (``monitor.fetch``, ``monitor.sinks._http``).
 """
 
 from __future__ import annotations
+
+import urllib.request
 
 import aiohttp
 import httpx
@@ -18,11 +23,19 @@ from httpx_aiohttp import AiohttpTransport
 __all__ = ["LIMITS", "aiohttp_transport"]
 
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
+#: the schemes whose ``*_PROXY`` variable aiohttp's ``trust_env`` honours
+_PROXIED = ("http", "https", "ws", "wss")
+
+
+def proxies_configured() -> bool:
+    """Does the environment name a proxy aiohttp would use (``HTTP_PROXY``, ``https_proxy`` ...)?"""
+    return any(urllib.request.getproxies_environment().get(scheme) for scheme in _PROXIED)
 
 
 def aiohttp_transport(limits: httpx.Limits = LIMITS) -> httpx.AsyncBaseTransport:
     """A new transport; its aiohttp session is made on first use, inside the running loop."""
     tls = httpx.create_ssl_context(verify=True, trust_env=True)
+    trust_env = proxies_configured()
 
     def session() -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -32,7 +45,7 @@ def aiohttp_transport(limits: httpx.Limits = LIMITS) -> httpx.AsyncBaseTransport
                 ssl=tls,
             ),
             cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,
+            trust_env=trust_env,
             auto_decompress=False,
         )
 

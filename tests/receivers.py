@@ -24,6 +24,7 @@ import json
 import socket
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -337,6 +338,7 @@ def delivery(
     failed_checks: int | None = None,
     reminder: int = 0,
     test: bool = False,
+    check_id: str = "check-1",
 ) -> Delivery:
     """A delivery of one event, TMT/USD's ``0%`` -> ``-0.14%`` unless told otherwise.
 
@@ -372,22 +374,34 @@ def delivery(
         dedup_key=dedup_key(event, sink),
         sink=sink,
         event=event,
-        check_id="check-1",
+        check_id=check_id,
         created_at=observed_at,
         memo=memo,
     )
 
 
-def batch_of(count: int, sink: str = "team") -> list[Delivery]:
-    """``count`` distinct rate changes of one check (pairs P00/USD, P01/USD ...)."""
+def batch_of(
+    count: int, sink: str = "team", *, target: str = "timesca", first_row: int = 1
+) -> list[Delivery]:
+    """``count`` distinct rate changes of one check of ``target`` (pairs P00/USD, P01/USD ...)."""
     return [
         delivery(
             sink,
             kind=EventKind.RATE_CHANGED,
+            target=target,
             pair=f"P{i:02d}/USD",
             old=("1.000", "0"),
             new=(f"1.{i + 1:03d}", f"0.{i + 1:02d}"),
-            row=i + 1,
+            row=first_row + i,
+            check_id=f"check-{target}",
         )
         for i in range(count)
     ]
+
+
+def checks_of(sizes: Sequence[int], sink: str = "team") -> list[Delivery]:
+    """One check per size, of targets ``t0``, ``t1`` ..., each ``batch_of(size)``, rows in order."""
+    out: list[Delivery] = []
+    for i, size in enumerate(sizes):
+        out += batch_of(size, sink, target=f"t{i}", first_row=len(out) + 1)
+    return out

@@ -25,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.app import build_app
 from monitor.config_types import ActiveWindow
-from monitor.daemon import Daemon, in_window
+from monitor.daemon import Daemon, in_window, startup_spread
 from monitor.logs import configure_logging
 from monitor.settings import Settings, load_settings, secret_values
 from tests.daemon_harness import alerts, page, write_config
@@ -308,7 +308,18 @@ def test_schedule_spreads_first_runs_and_keeps_the_mean_period(tmp_path: Path) -
     assert job.max_instances == 1
     assert job.coalesce is True
     assert job.misfire_grace_time is None  # a late run (a clock step, a sleep) runs, once
-    assert before <= job.next_run_time <= before + timedelta(seconds=31)
+    # one target: its first run comes at once (within 1 / STARTUP_RATE s)
+    assert before <= job.next_run_time <= before + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("targets", "interval", "spread"),
+    [(1, 60.0, 0.1), (100, 2.0, 2.0), (100, 60.0, 10.0), (5000, 60.0, 60.0), (1000, 300.0, 100.0)],
+)
+def test_first_runs_are_spread_no_faster_than_the_start_rate_or_the_steady_one(
+    targets: int, interval: float, spread: float
+) -> None:
+    assert startup_spread(targets, interval) == pytest.approx(spread)
 
 
 async def test_a_stop_during_housekeeping_lets_it_finish_and_logs_no_traceback(

@@ -9,7 +9,7 @@ files, with one injected clock: a heartbeat is one call to ``tick()``, so nothin
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,12 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from monitor.cluster import Cluster, ClusterPolicy, ClusterView, Turn, spacing
+from monitor.cluster import Cluster, ClusterPolicy, ClusterView, Turn, draw, spacing
 from monitor.errors import StoreError
 from monitor.models import TargetState
 from monitor.owner import Owner
 from monitor.settings import TargetConfig
-from monitor.store import ClusterStore
+from monitor.store import ClusterStore, Member, TargetLease
 from monitor.store.memory import MemoryDatabase, MemoryStore
 from monitor.store.sqlite import SqliteStore
 from tests.store_backends import Clock
@@ -330,3 +330,20 @@ def test_two_checks_are_spaced_by_the_interval_less_half_the_jitter_and_a_little
 def test_a_target_every_second_without_jitter_is_spaced_by_nine_tenths_of_a_second() -> None:
     assert spacing(target("t", interval=1)) == pytest.approx(0.9)
     assert spacing(target("t", interval=300, jitter=30)) == pytest.approx(284.0)
+
+
+@given(
+    owners=st.lists(st.sampled_from(["me", "other", "gone"]), min_size=0, max_size=40),
+    me=st.sampled_from(["me", "other", ""]),
+)
+def test_a_view_holds_exactly_what_it_lists_as_held(owners: list[str], me: str) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    leases = [
+        TargetLease(f"t{i}", owner, until=now + timedelta(seconds=-1 if owner == "gone" else 10))
+        for i, owner in enumerate(owners)
+    ]
+    members = [Member(m, "h", 1, now, now) for m in ("me", "other")]
+    view = draw(me, members, leases, now=now, lease=10.0, single_daemon=False)
+    for i, owner in enumerate(owners):
+        assert view.holds(f"t{i}") == (f"t{i}" in view.held) == (owner == me)
+    assert not view.holds("not-a-target")

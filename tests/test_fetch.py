@@ -36,6 +36,7 @@ from monitor.fetch import (
     safe_url,
 )
 from monitor.models import Validators
+from monitor.transport import proxies_configured
 from tests.servers import PageServer, Reply, Request, ThreadedPageServer
 
 PAGE = "<html><body><div class='ticker'>• KGS/USD = 0.01144 0%</div></body></html>"
@@ -693,3 +694,54 @@ async def test_server_runs_as_a_process_and_rereads_its_page_file(
     finally:
         process.terminate()
         await process.wait()
+
+
+# --- proxies from the environment ------------------------------------------------------------
+
+
+async def _forward_proxy(seen: list[bytes]) -> asyncio.Server:
+    """A loopback HTTP proxy that answers every request itself, recording its request line."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        body = PAGE.encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_http_proxy_from_the_environment_is_used(
+    monkeypatch: pytest.MonkeyPatch, sleep: RecordingSleep
+) -> None:
+    """The proxy variables are read when the fetcher is made (the daemon's environment does not
+    change); a request then goes through the proxy they name."""
+    seen: list[bytes] = []
+    proxy = await _forward_proxy(seen)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    target = (
+        f"http://localhost:{closed_port()}/page"  # nothing listens there: only the proxy answers
+    )
+    async with proxy, Fetcher(user_agent=UA, sleep=sleep, rng=random.Random(7)) as fetcher:
+        result = await fetcher.fetch(target, policy=FAST)
+    assert result.status == 200
+    assert seen == [f"GET {target} HTTP/1.1".encode()]
+
+
+def test_proxies_configured_reads_the_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert proxies_configured() is False
+    monkeypatch.setenv("NO_PROXY", "example.org")  # names no proxy
+    assert proxies_configured() is False
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
+    assert proxies_configured() is True

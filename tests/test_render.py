@@ -6,11 +6,15 @@ import html
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from string import Template
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor import render
 from monitor.models import EventKind, Reading
+from monitor.sinks.slack import escape as escape_slack
 from tests.receivers import delivery
 
 
@@ -308,3 +312,39 @@ def test_page_numbers_are_never_rounded_and_go_through_one_helper() -> None:
 def test_durations_read_like_a_person_writes_them(seconds: float, text: str | None) -> None:
     assert render.duration(timedelta(seconds=seconds)) == text
     assert render.duration(None) is None
+
+
+_TEMPLATE = st.lists(
+    st.one_of(
+        st.sampled_from([f"${name}" for name in render.FIELDS] + ["$_subject", "$nope", "$$"]),
+        st.text(alphabet="ab <&>·", max_size=4),
+    ),
+    max_size=8,
+).map("".join)
+_ESCAPES = st.sampled_from([lambda text: text, html.escape, escape_slack])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    template=_TEMPLATE,
+    escape=_ESCAPES,
+    detail=st.text(alphabet="x<&>$ ", max_size=6),
+    pairs=st.integers(1, 4),
+)
+def test_a_template_reads_the_fields_a_whole_dict_would_give(
+    template: str, escape: render.Escape, detail: str, pairs: int
+) -> None:
+    """Lines fill templates from fields computed once and escaped when looked up: the text is
+    what filling the template from the whole escaped ``fields()`` dict gives."""
+    batch = [
+        delivery(kind=EventKind.THRESHOLD, pair=f"P{i}/USD", detail=detail, row=i)
+        for i in range(pairs)
+    ]
+    groups = render.lines(batch)
+    for ln in groups:
+        whole = Template(template).safe_substitute(render.fields(ln, escape=escape))
+        assert render.render(ln, template, escape=escape) == render.sanitize(whole, 1000)
+    # a digest's title from the lines equals the title from the deliveries
+    assert render.digest_title(groups, template or None, escape=escape) == render.digest_title(
+        batch, template or None, escape=escape
+    )

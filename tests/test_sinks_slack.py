@@ -13,7 +13,7 @@ from monitor.errors import SinkError
 from monitor.models import Delivery, EventKind
 from monitor.sinks import Sink
 from monitor.sinks.slack import EVENTS_PER_MESSAGE, MAX_BLOCKS, SlackConfig, SlackSink
-from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
+from tests.receivers import HttpReceiver, Reply, batch_of, checks_of, delivery, refused_port
 
 TOKEN_PATH = "/services/T0SECRET/B0SECRET/slack-token-Zx9"
 
@@ -312,4 +312,68 @@ async def test_two_pairs_moving_in_one_check_are_one_post_with_a_line_each(
     assert blocks[3]["text"]["text"] == "▲ *KZT/USD* 0.00196 → 0.00197 (+0.51%), change 0%"
     # the line's context names both rows' ids
     assert f"`{batch[0].short_id}` `{batch[1].short_id}`" in blocks[2]["elements"][0]["text"]
+    await sink.aclose()
+
+
+async def test_many_checks_share_posts_each_titled_by_its_own_lines(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    """A burst of many targets' changes is a few posts, never a check cut in two."""
+    batch = checks_of([5] * 12)  # 12 targets' checks of 5 lines each: 4 fit in 24 lines
+    sink = make(rx.url(TOKEN_PATH), http)
+    assert sink.bulk
+    await sink.send(batch)
+    payloads = [r.json() for r in rx.requests]
+    assert [(len(p["blocks"]) - 1) // 2 for p in payloads] == [20, 20, 20]
+    assert payloads[0]["blocks"][0]["text"]["text"] == "t0: P00/USD ▲, P01/USD ▲ (+18 more)"
+    assert payloads[1]["blocks"][0]["text"]["text"] == "t4: P00/USD ▲, P01/USD ▲ (+18 more)"
+    assert sorted(ids_in(payloads, batch)) == sorted(d.short_id for d in batch)
+    for payload, first in zip(payloads, (0, 4, 8), strict=True):
+        contexts = [b["elements"][0]["text"] for b in payload["blocks"] if b["type"] == "context"]
+        assert {c.split(" · ")[0] for c in contexts} == {f"t{first + k}" for k in range(4)}
+    await sink.aclose()
+
+
+async def test_a_big_check_among_small_ones_keeps_its_own_numbered_posts(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    batch = checks_of([3, 30, 3])
+    sink = make(rx.url(TOKEN_PATH), http)
+    await sink.send(batch)
+    headers = [r.json()["blocks"][0]["text"]["text"] for r in rx.requests]
+    assert headers == [
+        "t0: P00/USD ▲, P01/USD ▲ (+1 more)",
+        "t1: P00/USD ▲, P01/USD ▲ (+28 more) (1/2)",
+        "t1: P00/USD ▲, P01/USD ▲ (+28 more) (2/2)",
+        "t2: P00/USD ▲, P01/USD ▲ (+1 more)",
+    ]
+    assert sorted(ids_in([r.json() for r in rx.requests], batch)) == sorted(
+        d.short_id for d in batch
+    )
+    await sink.aclose()
+
+
+async def test_a_burst_half_sent_retries_only_the_checks_not_posted(
+    rx: HttpReceiver, http: httpx.AsyncClient
+) -> None:
+    batch = checks_of([6] * 8)  # two posts of 4 checks
+    rx.answer(Reply(200, "ok"), Reply(503, "busy"))
+    sink = make(rx.url(TOKEN_PATH), http)
+    reported: list[Delivery] = []
+
+    async def on_accepted(part: Sequence[Delivery]) -> None:
+        reported.extend(part)
+
+    with pytest.raises(SinkError) as info:
+        await sink.send(batch, on_accepted)
+    assert info.value.retryable
+    assert reported == batch[:24]
+    retry = [
+        Delivery(d.id, d.dedup_key, d.sink, d.event, d.check_id, 1, d.created_at, info.value.memo)
+        for d in batch
+    ]
+    await sink.send(retry)
+    first, _failed, second = [r.json() for r in rx.requests]
+    assert ids_in([second], batch) == [d.short_id for d in batch[24:]]
+    assert sorted(ids_in([first, second], batch)) == sorted(d.short_id for d in batch)
     await sink.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.errors import SinkError
-from monitor.models import batch_key
+from monitor.models import Delivery, batch_key
 from monitor.sinks import Sink
-from monitor.sinks.webhook import WebhookConfig, WebhookSink
-from tests.receivers import HttpReceiver, Reply, batch_of, delivery, refused_port
+from monitor.sinks.webhook import EVENTS_PER_POST, WebhookConfig, WebhookSink
+from tests.receivers import HttpReceiver, Reply, batch_of, checks_of, delivery, refused_port
 
 SECRET = "whsec-shared-Q7"
 
@@ -159,4 +159,62 @@ async def test_the_delivery_id_names_the_whole_batch(http: httpx.AsyncClient) ->
         assert ids[1] != ids[0]
         assert ids[1].startswith("digest-")
         assert ids[2] == ids[1]
+        await sink.aclose()
+
+
+async def test_many_checks_go_in_few_posts_of_whole_checks(http: httpx.AsyncClient) -> None:
+    """One send carries everything due: checks share a post up to EVENTS_PER_POST events, a
+    check is never cut in two, and every post is signed and named by its own events."""
+    batch = checks_of([30, 30, 30, 30, 150, 10])
+    async with HttpReceiver(secret=SECRET.encode()) as rx:
+        sink = make(rx.url("/in"), http, secret=SecretStr(SECRET))
+        assert sink.bulk
+        await sink.send(batch)
+        bodies = [r.json() for r in rx.requests]
+        assert [len(b["events"]) for b in bodies] == [90, 30, 150, 10]
+        assert EVENTS_PER_POST == 100
+        assert all(r.signature_valid for r in rx.requests)
+        sent = [e["dedup_key"] for b in bodies for e in b["events"]]
+        assert sent == [d.dedup_key for d in batch]
+        for request, body in zip(rx.requests, bodies, strict=True):
+            keys = [e["dedup_key"] for e in body["events"]]
+            assert request.headers["x-ticker-monitor-delivery"] == batch_key(keys)
+        assert [{e["target"] for e in b["events"]} for b in bodies] == [
+            {"t0", "t1", "t2"},
+            {"t3"},
+            {"t4"},
+            {"t5"},
+        ]
+        assert bodies[0]["title"] == "t0: P00/USD ▲, P01/USD ▲ (+88 more)"
+        await sink.aclose()
+
+
+async def test_a_half_sent_burst_retries_only_what_was_not_accepted(
+    http: httpx.AsyncClient,
+) -> None:
+    batch = checks_of([60, 60, 60])
+    async with HttpReceiver() as rx:
+        rx.answer(Reply(200, "ok"), Reply(503, "busy"))
+        sink = make(rx.url("/in"), http)
+        reported: list[Delivery] = []
+
+        async def on_accepted(part: Sequence[Delivery]) -> None:
+            reported.extend(part)
+
+        with pytest.raises(SinkError) as info:
+            await sink.send(batch, on_accepted)
+        assert info.value.retryable
+        assert reported == batch[:60]
+        retry = [
+            Delivery(
+                d.id, d.dedup_key, d.sink, d.event, d.check_id, 1, d.created_at, info.value.memo
+            )
+            for d in batch
+        ]
+        await sink.send(retry)
+        posted = [[e["dedup_key"] for e in r.json()["events"]] for r in rx.requests]
+        assert posted[2:] == [
+            [d.dedup_key for d in batch[60:120]],
+            [d.dedup_key for d in batch[120:]],
+        ]
         await sink.aclose()

@@ -46,7 +46,8 @@ class Sink(Protocol):
     #: may several deliveries of one check go out as one message?
     digest: bool
     #: may one send carry the rows of many checks (everything due), each still in lines of its
-    #: own? (A file sink then writes and fsyncs once for all of them.)
+    #: own? (A file sink then writes and fsyncs once for all of them; Slack and webhook pack
+    #: whole checks into few posts.)
     bulk: bool
     #: the worker waits at least this long between two sends to this sink (rate limit)
     min_interval: float

@@ -1,4 +1,5 @@
-"""What the HTTP sinks (Slack, webhook) share: one bounded POST and the status classification.
+"""What the HTTP sinks (Slack, webhook) share: one bounded POST, the status classification, and
+carrying one batch in several posts.
 
 :func:`post` sends one request under an overall deadline, never follows a redirect, reads at
 most :data:`BODY_CAP` bytes of the answer, and turns every httpx failure into ``SinkError`` with
@@ -10,23 +11,35 @@ a Slack webhook is the credential, so none of them is chained or quoted.
 * 2xx: sent (Slack additionally wants the body ``ok``; see ``monitor.sinks.slack``);
 * 408, 425, 429 and 5xx: retryable, after ``Retry-After`` when the server gave one;
 * everything else (3xx, other 4xx): permanent, with the (sanitized, truncated) body in the message.
+
+Both sinks are ``bulk``: one send may carry the rows of many checks. :func:`pack` puts whole
+checks into posts of at most a given size (a check bigger than that alone gets posts of its own),
+and :func:`post_all` sends them in order: each accepted post is reported at once
+(``on_accepted``), and a retryable failure carries a memo of the dedup keys already posted
+(``{"posted": [...]}``), so the retry posts only the rest (:func:`already_posted`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 import httpx
 
 from monitor.backoff import parse_retry_after
 from monitor.errors import SinkError, causes
+from monitor.models import Delivery
 from monitor.render import sanitize
+from monitor.sinks import Accepted
+
+T = TypeVar("T")
 
 #: at most this much of a response body is read (a webhook's answer is a word or a small JSON)
 BODY_CAP = 4096
@@ -150,3 +163,55 @@ def classify(answer: Answer, *, label: str, redact: Callable[[str], str]) -> Sin
     if status in RETRYABLE_STATUSES or status >= 500:
         return SinkError(text, retryable=True, retry_after=answer.retry_after)
     return SinkError(text, retryable=False)
+
+
+def pack(checks: Sequence[Sequence[T]], limit: int) -> list[list[T]]:
+    """Whole checks' items, in order, into parts of at most ``limit`` items; a check of more than
+    ``limit`` is a part of its own (its sink splits it further, or sends it whole)."""
+    parts: list[list[T]] = []
+    room = 0
+    for items in checks:
+        if not items:
+            continue
+        if parts and len(items) <= room:
+            parts[-1].extend(items)
+            room -= len(items)
+        else:
+            parts.append(list(items))
+            room = limit - len(items)
+    return parts
+
+
+def already_posted(batch: Sequence[Delivery]) -> set[str]:
+    """The dedup keys of ``batch`` that an earlier, partly failed send posted (its memo)."""
+    posted: set[str] = set()
+    for delivery in batch:
+        if not delivery.memo:
+            continue
+        try:
+            data = json.loads(delivery.memo)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("posted"), list):
+            posted.update(str(key) for key in data["posted"])
+    return posted & {d.dedup_key for d in batch}
+
+
+async def post_all(
+    parts: Sequence[tuple[Sequence[Delivery], Callable[[], Awaitable[None]]]],
+    posted: set[str],
+    on_accepted: Accepted | None,
+) -> None:
+    """Send each ``(deliveries, send)`` part in order (``send`` raises ``SinkError``); after an
+    accepted one, add its keys to ``posted`` and report it; a retryable failure gets the memo of
+    every key posted so far."""
+    for deliveries, send in parts:
+        try:
+            await send()
+        except SinkError as error:
+            if error.retryable and posted:
+                error.memo = json.dumps({"posted": sorted(posted)})
+            raise
+        posted.update(d.dedup_key for d in deliveries)
+        if on_accepted is not None:
+            await on_accepted(deliveries)

@@ -7,9 +7,11 @@ one check, or one outage event) a ``section`` (``▼ *TMT/USD* 0.28575 → 0.285
 0% → -0.14%``, or the sink's ``body_template``) and a ``context`` (target, source URL, observed
 time, page date and the line's short dedup ids).
 
-Digest: all deliveries of one check go out together. A message holds at most
-:data:`EVENTS_PER_MESSAGE` lines (1 header + 2 blocks each stays within Slack's 50 blocks); a
-larger batch is split across several posts (``... (1/2)``), every line in exactly one. If a later
+Digest and bulk: all deliveries of one check go out together, and one send carries everything
+due: whole checks share a post while their lines fit, so a burst of changes from many targets is
+a few posts, each titled by its own lines. A message holds at most :data:`EVENTS_PER_MESSAGE`
+lines (1 header + 2 blocks each stays within Slack's 50 blocks); one check with more lines is
+split across posts of its own (``... (1/2)``), every line in exactly one. If a later
 post fails, the retryable ``SinkError`` carries a memo listing the dedup keys already posted, and
 the retry posts only the rest (no duplicates from a half-sent digest). Each accepted post is also
 reported to the worker at once (``on_accepted``), which marks its deliveries sent, so a crash
@@ -35,6 +37,7 @@ The webhook URL is the credential: it is never logged, never in an error, never 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -47,10 +50,10 @@ from pydantic import SecretStr, field_validator, model_validator
 from monitor import render
 from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
-from monitor.models import Delivery
+from monitor.models import Delivery, by_check
 from monitor.redact import LoggerGuard
 from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
-from monitor.sinks._http import Answer, classify, post, snippet
+from monitor.sinks._http import Answer, already_posted, classify, pack, post, post_all, snippet
 
 
 class SlackConfig(SinkSettings):
@@ -106,26 +109,12 @@ def cap(text: str, limit: int) -> str:
     return cut + "…"
 
 
-def _memo_posted(batch: Sequence[Delivery]) -> set[str]:
-    posted: set[str] = set()
-    for delivery in batch:
-        if not delivery.memo:
-            continue
-        try:
-            data = json.loads(delivery.memo)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("posted"), list):
-            posted.update(str(key) for key in data["posted"])
-    return posted
-
-
 class SlackSink:
     """Posts deliveries to one Slack incoming webhook."""
 
     digest = True
-    #: a rate-limited one takes everything due at once anyway (see ``monitor.outbox``)
-    bulk = False
+    #: a send carries everything due, many checks' lines packed into few posts
+    bulk = True
 
     def __init__(
         self, name: str, config: SlackConfig, *, http: httpx.AsyncClient | None = None
@@ -160,31 +149,42 @@ class SlackSink:
         template = CONTEXT.replace("$ids", ids)  # the ids are hex digits: nothing to escape
         return cap(render.render(ln, template, escape=escape, limit=RENDER_MAX), TEXT_MAX)
 
-    def payloads(self, batch: Sequence[Delivery]) -> list[tuple[list[Delivery], dict[str, Any]]]:
-        """The posts that carry ``batch``: each with its deliveries and its JSON payload."""
-        groups = render.lines(batch)
-        chunks = [
-            groups[i : i + EVENTS_PER_MESSAGE] for i in range(0, len(groups), EVENTS_PER_MESSAGE)
+    def _payload(self, chunk: Sequence[render.Line], header: str) -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
         ]
-        title = render.digest_title(batch, self._config.title_template, escape=escape) or "-"
+        text_lines = [header]
+        for ln in chunk:
+            section = self._section(ln)
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section}})
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": self._context(ln)}]}
+            )
+            text_lines.append(f"{section} (id {' '.join(ln.short_ids)})")
+        return {"text": cap("\n".join(text_lines), FALLBACK_MAX), "blocks": blocks}
+
+    def _title(self, groups: Sequence[render.Line]) -> str:
+        return render.digest_title(groups, self._config.title_template, escape=escape) or "-"
+
+    def payloads(self, batch: Sequence[Delivery]) -> list[tuple[list[Delivery], dict[str, Any]]]:
+        """The posts that carry ``batch``: each with its deliveries and its JSON payload.
+
+        Whole checks share a post while their lines fit (a burst of many checks is a few posts,
+        each titled by its own lines); a check of more lines than a post holds is split over
+        posts of its own, numbered ``(1/2)``.
+        """
+        checks = [render.lines(run) for run in by_check(batch)]
         out = []
-        for number, chunk in enumerate(chunks, start=1):
-            part = "" if len(chunks) == 1 else f" ({number}/{len(chunks)})"
-            header = cap(title, HEADER_MAX - len(part)) + part
-            blocks: list[dict[str, Any]] = [
-                {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
+        for part in pack(checks, EVENTS_PER_MESSAGE):
+            chunks = [
+                part[i : i + EVENTS_PER_MESSAGE] for i in range(0, len(part), EVENTS_PER_MESSAGE)
             ]
-            text_lines = [header]
-            for ln in chunk:
-                section = self._section(ln)
-                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section}})
-                blocks.append(
-                    {"type": "context", "elements": [{"type": "mrkdwn", "text": self._context(ln)}]}
-                )
-                text_lines.append(f"{section} (id {' '.join(ln.short_ids)})")
-            deliveries = [d for ln in chunk for d in ln.deliveries]
-            payload = {"text": cap("\n".join(text_lines), FALLBACK_MAX), "blocks": blocks}
-            out.append((deliveries, payload))
+            title = self._title(part)
+            for number, chunk in enumerate(chunks, start=1):
+                suffix = "" if len(chunks) == 1 else f" ({number}/{len(chunks)})"
+                header = cap(title, HEADER_MAX - len(suffix)) + suffix
+                deliveries = [d for ln in chunk for d in ln.deliveries]
+                out.append((deliveries, self._payload(chunk, header)))
         return out
 
     # --- sending -----------------------------------------------------------------------------
@@ -212,43 +212,37 @@ class SlackSink:
             log.error("slack_rejected", sink=self.name, status=answer.status, body=body)
         return error
 
+    async def _post(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            answer = await post(
+                self._http,
+                self._url,
+                content=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                deadline=self._config.timeout,
+                label=self._label,
+            )
+        except SinkError as exc:
+            log.warning("slack_send_failed", sink=self.name, error=str(exc), retry=exc.retryable)
+            raise
+        judged = self._judge(answer)
+        if judged is not None:
+            raise judged
+
     async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
-        """Post ``batch`` (split into several messages if needed) or raise ``SinkError``.
+        """Post ``batch`` (in several messages if needed) or raise ``SinkError``.
 
         ``on_accepted(part)`` is awaited after each post Slack took, so the worker marks it sent at
         once and a crash before the last post re-sends none of the earlier ones.
         """
-        posted = _memo_posted(batch) & {d.dedup_key for d in batch}
+        posted = already_posted(batch)
         remaining = [d for d in batch if d.dedup_key not in posted]
-        if not remaining:
-            return
-        for chunk, payload in self.payloads(remaining):
-            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-            try:
-                answer = await post(
-                    self._http,
-                    self._url,
-                    content=body,
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                    deadline=self._config.timeout,
-                    label=self._label,
-                )
-            except SinkError as exc:
-                log.warning(
-                    "slack_send_failed", sink=self.name, error=str(exc), retry=exc.retryable
-                )
-                error = exc
-            else:
-                judged = self._judge(answer)
-                if judged is None:
-                    posted.update(d.dedup_key for d in chunk)
-                    if on_accepted is not None:
-                        await on_accepted(chunk)
-                    continue
-                error = judged
-            if error.retryable and posted:
-                error.memo = json.dumps({"posted": sorted(posted)})
-            raise error
+        parts = [
+            (chunk, functools.partial(self._post, payload))
+            for chunk, payload in self.payloads(remaining)
+        ]
+        await post_all(parts, posted, on_accepted)
 
     async def aclose(self) -> None:
         self._guard.remove()

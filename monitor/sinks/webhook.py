@@ -1,6 +1,10 @@
 """Generic JSON webhook sink (``type = "webhook"``).
 
-One ``POST`` per batch (``digest``: all deliveries of one check together) to the configured URL.
+One ``POST`` per message to the configured URL. A message holds whole checks (``digest``: all
+deliveries of one check together), and one send carries everything due (``bulk``): several
+checks' events share a message while they stay within :data:`EVENTS_PER_POST`; a check with more
+is a message of its own. If a later message of a send fails, the retry posts only the messages
+not yet accepted (their deliveries carry a memo of the keys posted).
 
 Request
 -------
@@ -59,6 +63,7 @@ retry. The URL, the secret and the header values are never logged nor put in an 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -73,10 +78,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from monitor import render
 from monitor.config_types import Duration, read_secret_files
 from monitor.errors import SinkError
-from monitor.models import Delivery, batch_key
+from monitor.models import Delivery, batch_key, by_check
 from monitor.redact import LoggerGuard
 from monitor.sinks import Accepted, Sink, SinkDeps, SinkSettings, SinkType
-from monitor.sinks._http import classify, post, snippet
+from monitor.sinks._http import already_posted, classify, pack, post, post_all, snippet
 
 
 class WebhookConfig(SinkSettings):
@@ -109,6 +114,8 @@ class WebhookConfig(SinkSettings):
 log = structlog.get_logger("monitor.sinks.webhook")
 
 SCHEMA_VERSION = 1
+#: a message carries the events of whole checks up to this many (one check's may be more)
+EVENTS_PER_POST = 100
 SIGNATURE_HEADER = "X-Signature-256"
 DELIVERY_HEADER = "X-Ticker-Monitor-Delivery"
 
@@ -122,8 +129,8 @@ class WebhookSink:
     """Posts batches of events as signed JSON to one URL."""
 
     digest = True
-    #: a rate-limited one takes everything due at once anyway (see ``monitor.outbox``)
-    bulk = False
+    #: a send carries everything due, many checks' events packed into few messages
+    bulk = True
 
     def __init__(
         self, name: str, config: WebhookConfig, *, http: httpx.AsyncClient | None = None
@@ -154,12 +161,11 @@ class WebhookSink:
             item["dedup_id"] = delivery.short_id
             item["dedup_key"] = delivery.dedup_key
             events.append(item)
+        groups = render.lines(batch)
         return {
             "version": SCHEMA_VERSION,
-            "title": render.digest_title(batch, self._config.title_template),
-            "text": "\n".join(
-                render.line(ln, self._config.body_template) for ln in render.lines(batch)
-            ),
+            "title": render.digest_title(groups, self._config.title_template),
+            "text": "\n".join(render.line(ln, self._config.body_template) for ln in groups),
             "events": events,
         }
 
@@ -177,10 +183,7 @@ class WebhookSink:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
         return body, headers
 
-    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
-        """POST ``batch`` as one JSON document or raise ``SinkError``."""
-        if not batch:
-            return
+    async def _post(self, batch: Sequence[Delivery]) -> None:
         body, headers = self.request(batch)
         try:
             answer = await post(
@@ -209,6 +212,17 @@ class WebhookSink:
         else:
             log.error("webhook_rejected", sink=self.name, status=answer.status, body=body_text)
         raise error
+
+    def messages(self, batch: Sequence[Delivery]) -> list[list[Delivery]]:
+        """The deliveries of each message carrying ``batch``: whole checks packed in order."""
+        return pack(by_check(batch), EVENTS_PER_POST)
+
+    async def send(self, batch: Sequence[Delivery], on_accepted: Accepted | None = None) -> None:
+        """POST ``batch`` as one JSON document per message or raise ``SinkError``."""
+        posted = already_posted(batch)
+        remaining = [d for d in batch if d.dedup_key not in posted]
+        parts = [(part, functools.partial(self._post, part)) for part in self.messages(remaining)]
+        await post_all(parts, posted, on_accepted)
 
     async def aclose(self) -> None:
         self._guard.remove()

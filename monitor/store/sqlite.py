@@ -40,6 +40,14 @@ another live daemon on one file (``single_daemon``). Their writes (heartbeats, t
 start of each check) are not synced to disk one by one (``synchronous=NORMAL`` for them, which
 WAL keeps consistent; the next synced commit carries them): a power cut may forget a lease, never
 corrupt the file or lose a committed check, and an unchanged check still costs no fsync.
+
+The delivery worker's bookkeeping (claims, their renewal and release, ``mark_sent``, ``mark_retry``,
+``mark_dead``) is not synced one by one either. Each write is still atomic and survives a crash of
+the process (WAL in the OS's page cache). A power cut can forget the last ones: a row is then
+claimable or pending again and is sent once more. That is the at-least-once promise the outbox
+makes anyway. A committed check's events and outbox rows are always synced before any of them is
+sent. With changes coming in, the store thread did four or five fsyncs per changed check (a claim
+and a mark per sink), not one (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -385,7 +393,7 @@ def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], 
 
 def _unsynced(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
     """``work`` in a transaction committed without an fsync of its own (``synchronous=NORMAL``),
-    for the cluster's short-lived rows (see the module's docstring)."""
+    for the cluster's short-lived rows and the delivery bookkeeping (see the module's docstring)."""
     conn.execute("PRAGMA synchronous = NORMAL")
     try:
         return _transaction(conn, work)
@@ -705,7 +713,7 @@ class SqliteStore:
             )
             return claimed
 
-        return await self._write("claim", write)
+        return await self._write_unsynced("claim", write)
 
     async def _update(
         self, op: str, sql: str, params: Sequence[object], ids: Sequence[int]
@@ -718,7 +726,7 @@ class SqliteStore:
         def write(conn: sqlite3.Connection) -> None:
             conn.executemany(sql, rows)
 
-        await self._write(op, write)
+        await self._write_unsynced(op, write)  # delivery bookkeeping: see the module docstring
 
     async def mark_sent(self, ids: Sequence[int], *, now: datetime) -> None:
         at = _ts(now)
@@ -1146,7 +1154,7 @@ class SqliteStore:
 
         if not wanted:
             return []
-        return await self._write("renew_claims", write)
+        return await self._write_unsynced("renew_claims", write)
 
     async def leave(self, member: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
