@@ -216,6 +216,30 @@ def test_a_page_that_changes_elsewhere_every_time_is_read_whole_and_learned_rare
     assert learned_at == [1, 2, 4, 8, 16]  # learning costs two whole reads: not every time
 
 
+def test_a_slice_keeps_one_set_of_quotes_and_shares_its_template() -> None:
+    """What a target's memo holds (5,000 targets' memory, docs/performance.md): the quotes of
+    the blocks it keeps are the very objects of its result (which the board holds too), its
+    template is shared with every page of the same markup, and the codes of the quotes are one
+    string each."""
+    first = learned(page())
+    quotes = first.result.snapshot.quotes
+    kept = [quote for block in first.known.values() for quote in block]
+    assert kept
+    assert all(any(quote is mine for mine in quotes) for quote in kept)
+    again = reread(page(moved()), hint=first)  # a slice read keeps the blocks it read
+    assert again.how == "slice"
+    assert again.slice is not None
+    assert all(
+        any(quote is mine for mine in again.result.snapshot.quotes)
+        for block in again.slice.known.values()
+        for quote in block
+    )
+    other = learned(page(moved("0.3", "-11.5")))  # another page, the same markup
+    assert other.template is first.template
+    assert other.result.snapshot.quotes[0].pair is quotes[0].pair
+    assert other.result.snapshot.quotes[0].base is quotes[0].base
+
+
 def test_a_selector_or_a_feed_reads_whole_each_time() -> None:
     reader = replace(Reader(), selector=".ticker")
     _, memo, how = reader.read_again(page())

@@ -31,6 +31,7 @@ warning: a pattern never drops pairs silently.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -187,8 +188,11 @@ def make_quote(
         return None
     if base.isdigit() or quote.isdigit():  # a code has a letter
         return None
+    # the codes recur on every page and in every snapshot kept (5,000 targets): one string each
+    # (interned strings are freed with their last reference)
+    base, quote = sys.intern(base), sys.intern(quote)
     return Quote(
-        pair=f"{base}/{quote}",
+        pair=sys.intern(f"{base}/{quote}"),
         base=base,
         quote=quote,
         rate=rate,

@@ -35,6 +35,11 @@ result without reading). Anything else -- the page changed elsewhere or around t
 inside it changed, a comment, a script, a NUL byte or a reference to a control character in a
 variable piece (Python's ``unescape`` drops what Lexbor keeps) -- returns None
 and the caller reads the whole page, learning again.
+
+Memory (5,000 targets, ``docs/performance.md``): the template is one tuple shared by the slices
+of pages with the same constant text (the pages of one site), the quotes of the blocks kept are
+the very objects of the result (which the daemon's board holds too), and the lengths are an
+``array``.
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ _DIGIT: Final = re.compile(rb"[0-9]")
 _NUMERIC_REF: Final = re.compile(r"&#(?:[xX]0*([0-9a-fA-F]{1,8})|0*([0-9]{1,10}))")
 #: What ends a block in a slice's template (a text holding one does not read from a slice).
 _BREAK: Final = "\x1e"
+#: Templates learned lately, each the one tuple its slices share: the pages of one site share
+#: their ticker's markup (5,000 targets' memory). Bounded: emptied when it holds this many.
+_TEMPLATES: Final[dict[tuple[str, ...], tuple[str, ...]]] = {}
+_TEMPLATES_KEPT: Final = 1024
 
 #: Whether Python's ``hash`` of bytes is keyed by a secret drawn at random at start-up (not fixed
 #: by ``PYTHONHASHSEED``, which the interpreter reads once, when it starts).
@@ -154,7 +163,8 @@ class Slice:
     #: the fingerprint of the slice's constant pieces, and their lengths (compact: 5,000 targets)
     skeleton: Fingerprint
     lengths: array[int]
-    #: the decoded text around the variable pieces (one more than them); _BREAK ends a block
+    #: the decoded text around the variable pieces (one more than them); _BREAK ends a block.
+    #: Shared by the slices of pages with the same constant text (``_TEMPLATES``).
     template: tuple[str, ...]
     #: how many blocks the template makes
     blocks: int
@@ -387,8 +397,36 @@ def _verified(
         grammar=grammar,
         inside=fingerprint(view[start:end]),
         result=result,
-        known=read[2],
+        known=_shared(read[2], result),
     )
+
+
+def _as_is(quote: Quote) -> tuple[object, ...]:
+    """Every field of ``quote`` as written: ``Quote`` equality ignores the texts and takes
+    ``0.0965`` for ``0.09650``; this tells them apart."""
+    change = None if quote.change_pct is None else str(quote.change_pct)
+    return (
+        quote.pair,
+        quote.base,
+        quote.quote,
+        str(quote.rate),
+        change,
+        quote.rate_text,
+        quote.change_text,
+    )
+
+
+def _shared(
+    known: dict[str, tuple[Quote, ...]], result: ParseResult
+) -> dict[str, tuple[Quote, ...]]:
+    """``known`` (the slice's own read of its blocks) holding the very quotes of ``result`` (the
+    whole read) where they are the same in every field: one set of quote objects per target, not
+    two (the board holds ``result``; 5,000 targets' memory)."""
+    same = {_as_is(quote): quote for quote in result.snapshot.quotes}
+    return {
+        text: tuple(same.get(_as_is(quote), quote) for quote in quotes)
+        for text, quotes in known.items()
+    }
 
 
 def _template(
@@ -415,7 +453,14 @@ def _template(
         return None
     interned: dict[str, str] = {}  # the repeats share their strings (5,000 targets)
     template = tuple(interned.setdefault(text, text) for text in around[0])
-    return _Shape(lengths, template, around[1])
+    return _Shape(lengths, _shared_template(template), around[1])
+
+
+def _shared_template(template: tuple[str, ...]) -> tuple[str, ...]:
+    """The one tuple of a template learned lately (``_TEMPLATES``), else ``template`` itself."""
+    if len(_TEMPLATES) >= _TEMPLATES_KEPT:
+        _TEMPLATES.clear()  # the slices keep theirs; later ones share anew
+    return _TEMPLATES.setdefault(template, template)
 
 
 def _around(texts: list[bytes], breaks: list[int]) -> tuple[list[str], int] | None:
