@@ -291,7 +291,11 @@ def _jsonable(value: object) -> Any:  # noqa: PLR0911 -- one return per kind of 
     if isinstance(value, Change):
         return value.to_json()
     if hasattr(value, "__dataclass_fields__"):
-        out = {name: _jsonable(getattr(value, name)) for name in value.__dataclass_fields__}
+        out = {
+            name: _jsonable(getattr(value, name))
+            for name in value.__dataclass_fields__
+            if not name.startswith("_")  # a private field is a cache, not part of the picture
+        }
         if isinstance(value, StatusView):
             out["ready"] = value.ready
         return out
