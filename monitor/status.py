@@ -372,7 +372,10 @@ async def build_view(
     outbox = board.outbox
     try:
         async with asyncio.timeout(deadline):
-            for name in board.targets:  # one indexed read per target, never the whole week
+            # one indexed read per target, never the whole week. Not Store.latest_history: in
+            # batches the decoded snapshots outlive the young GC generations, and the page at
+            # 5,000 targets took 1.3-1.5 x as long (docs/performance.md, "the sparklines' reads")
+            for name in board.targets:
                 observations = await store.history(
                     target=name, since=now - SPARK_WINDOW, latest=SPARK_OBSERVATIONS
                 )

@@ -28,7 +28,7 @@ from monitor.models import (
 from monitor.settings import TargetConfig
 from monitor.status import SPARK_OBSERVATIONS, Board, build_view, readiness, relative
 from monitor.statuspage import render
-from monitor.store import Observation
+from monitor.store import CheckCommit, Observation
 from monitor.store.sqlite import SqliteStore
 
 T0 = datetime(2025, 5, 16, 8, 30, tzinfo=UTC)
@@ -172,6 +172,31 @@ async def test_sparklines_read_a_targets_newest_observations_only(store: SqliteS
     assert len(pair.history) == SPARK_OBSERVATIONS
     assert str(pair.history[0].rate) == f"0.{28000 + 20}"  # the 20 oldest are left out
     assert str(pair.history[-1].rate) == f"0.{28000 + n - 1}"
+
+
+async def test_every_targets_sparkline_is_its_own(store: SqliteStore) -> None:
+    names = [f"t{i:03d}" for i in range(201)]
+    await store.commit_checks(
+        [
+            CheckCommit(
+                name,
+                TargetState(snapshot=snap(TMT_USD=f"0.{10000 + i}"), last_success_at=T0),
+                Validators(),
+                snap(TMT_USD=f"0.{10000 + i + step}"),
+                T0 + timedelta(minutes=step),
+            )
+            for i, name in enumerate(names)
+            for step in range(3)
+        ]
+    )
+    board = Board([target(name) for name in names], started_at=T0)
+    for name in names:
+        board.seed(name, (await store.load_target(name))[0])
+    view = await build_view(board, store, now=T0 + timedelta(hours=1), active=always, live=False)
+    assert view.store_ok
+    for i, t in enumerate(view.targets):
+        (pair,) = t.pairs
+        assert [str(c.rate) for c in pair.history] == [f"0.{10000 + i + s}" for s in range(3)]
 
 
 async def test_the_view_groups_alerts_by_event_with_every_sink_status(store: SqliteStore) -> None:

@@ -586,6 +586,45 @@ async def test_history_latest_is_the_newest_rows_still_oldest_first(
     assert [o.target for o in await store.history(latest=3)] == ["other", "timesca", "other"]
 
 
+async def test_latest_history_is_each_targets_newest_rows_in_one_call(
+    store: ClusterStore, clock: Clock
+) -> None:
+    times = []
+    for n in range(5):
+        times.append(clock())
+        await commit(store, clock, [], observed=snapshot(f"0.2857{n}"))
+        if n % 2 == 0:
+            await commit(store, clock, [], observed=snapshot(f"0.{n}"), target="other")
+        await commit(store, clock, [], observed=snapshot(f"0.9{n}"), target="unasked")
+        clock.advance(60)
+    got = await store.latest_history(["timesca", "other", "nobody"], latest=2)
+    assert set(got) == {"timesca", "other", "nobody"}  # every target asked for, no other
+    assert [(o.target, o.observed_at, o.snapshot) for o in got["timesca"]] == [
+        ("timesca", times[3], snapshot("0.28573")),
+        ("timesca", times[4], snapshot("0.28574")),
+    ]
+    assert [o.observed_at for o in got["other"]] == [times[2], times[4]]
+    assert got["nobody"] == []
+    # the same rows as history(target=..., since=..., latest=...) of each target
+    for since, latest in ((None, 10), (times[1], 10), (times[1], 3), (None, 0)):
+        batched = await store.latest_history(["other", "timesca"], since=since, latest=latest)
+        for name in ("timesca", "other"):
+            one = await store.history(target=name, since=since, latest=latest)
+            assert batched[name] == one, (name, since, latest)
+    assert await store.latest_history([], latest=5) == {}
+    assert list(await store.latest_history(["other", "other"], latest=1)) == ["other"]
+
+
+async def test_latest_history_keeps_the_newest_of_rows_at_one_instant(
+    store: ClusterStore, clock: Clock
+) -> None:
+    for n in range(3):  # three checks recorded at the same instant: the later insert is newer
+        await commit(store, clock, [], observed=snapshot(f"0.2857{n}"))
+    got = await store.latest_history(["timesca"], latest=2)
+    assert [o.snapshot for o in got["timesca"]] == [snapshot("0.28571"), snapshot("0.28572")]
+    assert got["timesca"] == await store.history(target="timesca", latest=2)
+
+
 async def test_requeue_revives_only_dead_rows(store: ClusterStore, clock: Clock) -> None:
     await commit(store, clock, [delivery(1), delivery(2)])
     first, second = await claim(store, clock, limit=2)

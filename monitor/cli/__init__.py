@@ -1,7 +1,9 @@
 """The command line. One module per command; each has ``register(sub)`` and is listed in
 :data:`COMMANDS` -- adding a command is one new module and one line there. Only the module of the
 command given is imported (``check FILE`` need not load the daemon's parts); ``--help`` imports
-them all.
+them all, so a command module imports at its top only what its parser needs (and what ``check``
+loads anyway): the settings, the sinks, the store, the status page and aiohttp are imported inside
+its handlers, their types under ``TYPE_CHECKING`` (``tests/test_cli_startup.py`` holds it to that).
 
 Every failure ends in one line on stderr, never a traceback; unexpected bugs say so in one line too
 (and log the traceback at debug). Exit codes are in :mod:`monitor.cli.common`.

@@ -16,9 +16,8 @@ import argparse
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from monitor import render
 from monitor.cli.common import (
     EXIT_OK,
     EXIT_SINK,
@@ -29,8 +28,9 @@ from monitor.cli.common import (
     parse_since,
     with_store,
 )
-from monitor.status import alert_text
-from monitor.store import OutboxRow, Store
+
+if TYPE_CHECKING:
+    from monitor.store import OutboxRow, Store
 
 _SHORT_ID = re.compile(r"^#?([0-9a-f]{4,24})$")
 
@@ -70,6 +70,9 @@ def register(sub: Subparsers) -> None:
 
 
 def as_json(row: OutboxRow) -> dict[str, Any]:
+    # imported here, as in every command: `--help` imports every command module
+    from monitor.status import alert_text  # noqa: PLC0415 -- start-up time
+
     ev = row.event
     return {
         "id": row.id,
@@ -91,6 +94,9 @@ def as_json(row: OutboxRow) -> dict[str, Any]:
 
 
 def _line(row: OutboxRow) -> str:
+    from monitor import render  # noqa: PLC0415 -- start-up time
+    from monitor.status import alert_text  # noqa: PLC0415 -- start-up time
+
     at = (row.event.observed_at if row.event else row.created_at).astimezone(UTC)
     error = f"  {render.sanitize(row.last_error, render.DETAIL_LIMIT)}" if row.last_error else ""
     return (

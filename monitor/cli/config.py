@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from monitor.cli.common import EXIT_OK, Subparsers, add_config, settings_of
 from monitor.errors import ConfigError
 from monitor.redact import REDACTED
-from monitor.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.settings import Settings
 
 #: what a secret reads as in ``config show`` (the one marker of monitor.redact)
 MASK = REDACTED

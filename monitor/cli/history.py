@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.cli.common import (
     EXIT_OK,
@@ -25,9 +26,10 @@ from monitor.cli.common import (
     parse_since,
     with_store,
 )
-from monitor.history import Change, changes
-from monitor.models import dec_str
-from monitor.store import Store
+
+if TYPE_CHECKING:
+    from monitor.history import Change
+    from monitor.store import Store
 
 
 def register(sub: Subparsers) -> None:
@@ -66,6 +68,8 @@ def _series(rows: Sequence[Change]) -> dict[str, list[Change]]:
 
 
 def _print(rows: Sequence[Change], fmt: str) -> None:
+    from monitor.models import dec_str  # noqa: PLC0415 -- start-up time
+
     if fmt == "json":
         for row in rows:
             print(json.dumps(row.to_json(), ensure_ascii=False))
@@ -86,6 +90,8 @@ def _print(rows: Sequence[Change], fmt: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor.history import changes  # noqa: PLC0415 -- start-up time
+
     since = parse_since(args.since)
     if args.png is not None:
         try:

@@ -32,11 +32,11 @@ from monitor.cli.common import (
 from monitor.cli.source import read_source
 from monitor.errors import ParseError
 from monitor.models import Delivery, Event, EventKind, NewDelivery, Snapshot, TargetState
-from monitor.settings import Settings
 
 if TYPE_CHECKING:
     from monitor.check import TargetPlan
     from monitor.route import Route
+    from monitor.settings import Settings
 
 NO_PAIR = "-"
 

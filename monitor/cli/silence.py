@@ -13,12 +13,14 @@ import getpass
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from monitor import render
 from monitor.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, add_config, fail, opened_store
-from monitor.config_types import parse_duration
 from monitor.models import EventKind, Silence, new_silence_id
-from monitor.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from monitor.settings import Settings
 
 _PAIR = re.compile(r"^[A-Z0-9]{2,10}/[A-Z0-9]{2,10}$")
 
@@ -68,6 +70,8 @@ def register(sub: Subparsers) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from monitor.settings import load_settings  # noqa: PLC0415 -- start-up time
+
     return load_settings(args.config)
 
 
@@ -95,6 +99,8 @@ def _new_silence(args: argparse.Namespace, settings: Settings, now: datetime) ->
         watched = settings.target(args.target).pairs
         if watched and args.pair not in watched:
             fail(EXIT_USAGE, f"--pair: target {args.target!r} watches only {', '.join(watched)}")
+    from monitor.config_types import parse_duration  # noqa: PLC0415 -- start-up time
+
     try:
         seconds = parse_duration(args.duration)
     except ValueError as exc:

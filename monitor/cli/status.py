@@ -11,11 +11,13 @@ import argparse
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.cli.common import EXIT_OK, Subparsers, add_config, columns, settings_of, with_store
-from monitor.settings import Settings
-from monitor.store import ClusterStore
+
+if TYPE_CHECKING:
+    from monitor.settings import Settings
+    from monitor.store import ClusterStore
 
 #: how long ``status`` waits for the daemon's endpoint before reading the store itself
 DAEMON_TIMEOUT = 3.0

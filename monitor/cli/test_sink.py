@@ -13,6 +13,7 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from monitor.cli.common import (
     EXIT_OK,
@@ -25,9 +26,10 @@ from monitor.cli.common import (
     settings_of,
 )
 from monitor.errors import SinkError
-from monitor.fetch import safe_url
 from monitor.models import Delivery, Event, EventKind, Reading, dedup_key
-from monitor.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.settings import Settings
 
 TEST_PAIR = "TEST/USD"
 EXAMPLE_TARGET, EXAMPLE_URL = "example", "https://example.com/"
@@ -53,6 +55,8 @@ def sample_deliveries(
     settings: Settings, sink: str, target: str | None, now: datetime
 ) -> list[Delivery]:
     """The test alert for ``sink``: a ``TEST/USD`` move of a configured target (or ``example``)."""
+    from monitor.fetch import safe_url  # noqa: PLC0415 -- start-up time
+
     if target is not None:
         names = [t.name for t in settings.targets]
         if target not in names:

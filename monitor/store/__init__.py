@@ -260,6 +260,14 @@ class Store(Protocol):
         only the newest ``latest`` of those rows (still oldest first)."""
         ...
 
+    async def latest_history(
+        self, targets: Sequence[str], *, since: datetime | None = None, latest: int
+    ) -> dict[str, list[Observation]]:
+        """Each of ``targets``' newest ``latest`` observations (from ``since`` on), oldest first,
+        in one call: what ``history(target=t, since=since, latest=latest)`` returns for each
+        ``t``, keyed by target (every target asked for is a key; ``[]``: none)."""
+        ...
+
     async def outbox_rows(
         self,
         *,

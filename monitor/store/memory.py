@@ -408,6 +408,24 @@ class MemoryStore:
         found = (observation(name, at, snapshot_json) for name, at, snapshot_json in rows)
         return [o for o in found if o is not None]
 
+    async def latest_history(
+        self, targets: Sequence[str], *, since: datetime | None = None, latest: int
+    ) -> dict[str, list[Observation]]:
+        db = await self._enter("latest_history")
+        cutoff = None if since is None else utc(since)
+        by_target: dict[str, list[tuple[str, datetime, str]]] = {name: [] for name in targets}
+        # oldest first; rows of the same instant in insertion order (the sort is stable)
+        for row in sorted(db.observations, key=lambda o: o[1]):
+            rows = by_target.get(row[0])
+            if rows is not None and (cutoff is None or row[1] >= cutoff):
+                rows.append(row)
+        out: dict[str, list[Observation]] = {}
+        for name, rows in by_target.items():
+            newest = rows[max(len(rows) - max(latest, 0), 0) :]
+            found = (observation(n, at, snapshot_json) for n, at, snapshot_json in newest)
+            out[name] = [o for o in found if o is not None]
+        return out
+
     async def outbox_rows(
         self,
         *,

@@ -762,6 +762,37 @@ class PostgresStore:
         found = (observation(str(t), utc(cast(datetime, at)), str(j)) for t, at, j in rows)
         return [o for o in found if o is not None]
 
+    async def latest_history(
+        self, targets: Sequence[str], *, since: datetime | None = None, latest: int
+    ) -> dict[str, list[Observation]]:
+        """One statement: for each target (an array), its newest rows through
+        ``observations (target, observed_at)`` walked backwards (a LATERAL join, ``LIMIT`` each)."""
+        names = list(dict.fromkeys(targets))
+        out: dict[str, list[Observation]] = {name: [] for name in names}
+        if not names:
+            return out
+        rows = await self._rows(
+            "latest_history",
+            "SELECT t.target, o.observed_at, o.snapshot_json"
+            " FROM unnest(%(targets)s::text[]) AS t(target)"
+            " CROSS JOIN LATERAL ("
+            "  SELECT id, observed_at, snapshot_json FROM observations"
+            "  WHERE target = t.target"
+            "  AND (%(since)s::timestamptz IS NULL OR observed_at >= %(since)s)"
+            "  ORDER BY observed_at DESC, id DESC LIMIT %(latest)s"
+            " ) AS o ORDER BY t.target, o.observed_at, o.id",
+            {
+                "targets": names,
+                "since": None if since is None else utc(since),
+                "latest": max(latest, 0),
+            },
+        )
+        for t, at, j in rows:
+            found = observation(str(t), utc(cast(datetime, at)), str(j))
+            if found is not None:
+                out[str(t)].append(found)
+        return out
+
     async def outbox_rows(
         self,
         *,

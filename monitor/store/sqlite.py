@@ -430,6 +430,20 @@ def _migrate(conn: sqlite3.Connection) -> None:
         log.info("store_migrated", schema_version=version + 1)
 
 
+#: ``latest_history`` reads this many targets' rows per store-thread call
+LATEST_CHUNK = 500
+#: one target's newest rows (target, [since,] limit): ``observations (target, observed_at)``
+#: walked backwards, stopping at the limit
+_NEWEST_OF_TARGET = (
+    "SELECT observed_at, snapshot_json FROM observations WHERE target = ?"
+    " ORDER BY observed_at DESC, id DESC LIMIT ?"
+)
+_NEWEST_OF_TARGET_SINCE = (
+    "SELECT observed_at, snapshot_json FROM observations WHERE target = ? AND observed_at >= ?"
+    " ORDER BY observed_at DESC, id DESC LIMIT ?"
+)
+
+
 class SqliteStore:
     """:class:`monitor.store.ClusterStore` on a local SQLite file (or ``":memory:"``, for one
     process)."""
@@ -966,6 +980,36 @@ class SqliteStore:
             for name, at, snapshot_json in await self._call("history", work)
         )
         return [o for o in found if o is not None]
+
+    async def latest_history(
+        self, targets: Sequence[str], *, since: datetime | None = None, latest: int
+    ) -> dict[str, list[Observation]]:
+        """Each target's newest ``latest`` rows, oldest first: one indexed walk per target
+        (``observations (target, observed_at)`` backwards, stopping at ``latest``), the walks of
+        :data:`LATEST_CHUNK` targets in one store-thread call (a commit waits at most one chunk).
+
+        Faster than one ``ROW_NUMBER() OVER (PARTITION BY target ...)`` statement, which numbers
+        every row of the window before keeping the newest (docs/performance.md)."""
+        cutoff = _opt_ts(since)
+        sql = _NEWEST_OF_TARGET if cutoff is None else _NEWEST_OF_TARGET_SINCE
+        rest, limit = (() if cutoff is None else (cutoff,)), max(latest, 0)
+        names = list(dict.fromkeys(targets))
+
+        def work(chunk: Sequence[str]) -> Callable[[sqlite3.Connection], list[list[Any]]]:
+            def read(conn: sqlite3.Connection) -> list[list[Any]]:
+                return [conn.execute(sql, (name, *rest, limit)).fetchall() for name in chunk]
+
+            return read
+
+        out: dict[str, list[Observation]] = {}
+        for start in range(0, len(names), LATEST_CHUNK):
+            chunk = names[start : start + LATEST_CHUNK]
+            for name, rows in zip(
+                chunk, await self._call("latest_history", work(chunk)), strict=True
+            ):
+                found = (observation(name, _dt(at), j) for at, j in reversed(rows))
+                out[name] = [o for o in found if o is not None]
+        return out
 
     async def outbox_rows(
         self,
