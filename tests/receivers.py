@@ -405,3 +405,11 @@ def checks_of(sizes: Sequence[int], sink: str = "team") -> list[Delivery]:
     for i, size in enumerate(sizes):
         out += batch_of(size, sink, target=f"t{i}", first_row=len(out) + 1)
     return out
+
+
+def retried(batch: Sequence[Delivery], memo: str | None) -> list[Delivery]:
+    """The batch as the delivery worker hands it back after a retryable failure."""
+    return [
+        Delivery(d.id, d.dedup_key, d.sink, d.event, d.check_id, d.attempts + 1, d.created_at, memo)
+        for d in batch
+    ]

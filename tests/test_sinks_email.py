@@ -13,10 +13,9 @@ import trustme
 from pydantic import SecretStr
 
 from monitor.errors import SinkError
-from monitor.models import Delivery
 from monitor.sinks import Sink
 from monitor.sinks.email import EmailConfig, EmailSink
-from tests.receivers import SmtpReceiver, batch_of, delivery, refused_port
+from tests.receivers import SmtpReceiver, batch_of, delivery, refused_port, retried
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
@@ -60,14 +59,6 @@ def make(
         }
     )
     return EmailSink("mail", config, tls_context=tls_context, local_hostname="client.test")
-
-
-def retried(batch: list[Delivery], memo: str | None) -> list[Delivery]:
-    """The batch as the worker hands it back after a retryable failure."""
-    return [
-        Delivery(d.id, d.dedup_key, d.sink, d.event, d.check_id, d.attempts + 1, d.created_at, memo)
-        for d in batch
-    ]
 
 
 async def test_plain_mail_has_headers_text_and_escaped_html() -> None:

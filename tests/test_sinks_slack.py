@@ -13,7 +13,15 @@ from monitor.errors import SinkError
 from monitor.models import Delivery, EventKind
 from monitor.sinks import Sink
 from monitor.sinks.slack import EVENTS_PER_MESSAGE, MAX_BLOCKS, SlackConfig, SlackSink
-from tests.receivers import HttpReceiver, Reply, batch_of, checks_of, delivery, refused_port
+from tests.receivers import (
+    HttpReceiver,
+    Reply,
+    batch_of,
+    checks_of,
+    delivery,
+    refused_port,
+    retried,
+)
 
 TOKEN_PATH = "/services/T0SECRET/B0SECRET/slack-token-Zx9"
 
@@ -222,11 +230,7 @@ async def test_half_sent_digest_retries_only_the_rest(
     assert info.value.retryable
     assert info.value.memo is not None
     # the worker stores the memo on every row of the batch and hands them back
-    retry = [
-        Delivery(d.id, d.dedup_key, d.sink, d.event, d.check_id, 1, d.created_at, info.value.memo)
-        for d in batch
-    ]
-    await sink.send(retry)
+    await sink.send(retried(batch, info.value.memo))
     payloads = [r.json() for r in rx.requests]
     first, _failed, second = payloads
     assert sorted(ids_in([first, second], batch)) == sorted(d.short_id for d in batch)
@@ -368,11 +372,7 @@ async def test_a_burst_half_sent_retries_only_the_checks_not_posted(
         await sink.send(batch, on_accepted)
     assert info.value.retryable
     assert reported == batch[:24]
-    retry = [
-        Delivery(d.id, d.dedup_key, d.sink, d.event, d.check_id, 1, d.created_at, info.value.memo)
-        for d in batch
-    ]
-    await sink.send(retry)
+    await sink.send(retried(batch, info.value.memo))
     first, _failed, second = [r.json() for r in rx.requests]
     assert ids_in([second], batch) == [d.short_id for d in batch[24:]]
     assert sorted(ids_in([first, second], batch)) == sorted(d.short_id for d in batch)

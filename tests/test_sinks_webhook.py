@@ -13,7 +13,15 @@ from monitor.errors import SinkError
 from monitor.models import Delivery, batch_key
 from monitor.sinks import Sink
 from monitor.sinks.webhook import EVENTS_PER_POST, WebhookConfig, WebhookSink
-from tests.receivers import HttpReceiver, Reply, batch_of, checks_of, delivery, refused_port
+from tests.receivers import (
+    HttpReceiver,
+    Reply,
+    batch_of,
+    checks_of,
+    delivery,
+    refused_port,
+    retried,
+)
 
 SECRET = "whsec-shared-Q7"
 
@@ -205,13 +213,7 @@ async def test_a_half_sent_burst_retries_only_what_was_not_accepted(
             await sink.send(batch, on_accepted)
         assert info.value.retryable
         assert reported == batch[:60]
-        retry = [
-            Delivery(
-                d.id, d.dedup_key, d.sink, d.event, d.check_id, 1, d.created_at, info.value.memo
-            )
-            for d in batch
-        ]
-        await sink.send(retry)
+        await sink.send(retried(batch, info.value.memo))
         posted = [[e["dedup_key"] for e in r.json()["events"]] for r in rx.requests]
         assert posted[2:] == [
             [d.dedup_key for d in batch[60:120]],
