@@ -174,12 +174,16 @@ def test_silences_retries_and_every_command_work_on_the_database_two_instances_s
                 timeout=20,
             )
 
-            # history and status read what both instances wrote
-            history = json_lines(cli("history", "--format", "json"))
-            assert {(h["target"], h["rate"]) for h in history} >= {
-                ("timesca", rate(2)),
-                ("other", rate(2)),
-            }
+            # history and status read what both instances wrote (the alert above is timesca's:
+            # the other target's check of the new page may come a moment later)
+            def both_seen() -> bool:
+                history = json_lines(cli("history", "--format", "json"))
+                return {(h["target"], h["rate"]) for h in history} >= {
+                    ("timesca", rate(2)),
+                    ("other", rate(2)),
+                }
+
+            assert wait_for(both_seen, timeout=20), cli("history")
             status = json.loads(cli("status", "--json"))
             cluster = status["cluster"]
             assert cluster["me"] == ""  # drawn from the database by a command
