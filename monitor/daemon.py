@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import signal
 from collections.abc import Coroutine
@@ -40,6 +39,7 @@ from monitor.check import CheckResult, TargetPlan
 from monitor.cluster import ClusterView, Turn
 from monitor.config_types import ActiveWindow
 from monitor.errors import MonitorError, StoreError
+from monitor.heap import CollectorPolicy, fix_mmap_threshold
 from monitor.models import TargetState
 from monitor.status import Board, StatusService, seed_board
 from monitor.store import ClusterStore
@@ -72,38 +72,7 @@ CLOCK_WATCH_EVERY = 1.0
 #: ... and takes a difference of at least this many seconds for a step of the wall clock
 CLOCK_STEP = 2.0
 
-
-#: glibc's malloc serves blocks of this size and more by mmap, given back when freed
-#: (:func:`fix_mmap_threshold`)
-MMAP_THRESHOLD = 1 << 20
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
-
 T = TypeVar("T")
-
-
-def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
-    """Make glibc's malloc serve blocks of ``size`` bytes and more by mmap from now on; True if
-    it did.
-
-    glibc raises its mmap threshold to the largest mmapped block freed so far (up to 32 MiB), and
-    the heap's trim threshold to twice that. At 5,000 targets the first ``/metrics`` scrape frees
-    its 18 MB page, so the next one builds its page on the heap, and up to 36 MB of free heap stay
-    resident after it (measured: malloc's arenas 76 MB, 54 MB of it free, RSS +40 MB;
-    ``docs/performance.md``). Setting the threshold turns that adjustment off: big buffers go
-    back to the system when freed; blocks under ``size`` (a 200 KB response body) stay on the
-    heap, as before. Does nothing where the C library is not glibc, or when the environment
-    sets glibc's own ``MALLOC_MMAP_THRESHOLD_`` or ``GLIBC_TUNABLES``.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "GLIBC_TUNABLES" in os.environ:
-        return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return False
-        import ctypes  # noqa: PLC0415 -- only here, once
-
-        return bool(ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, size))
-    except (ValueError, OSError, AttributeError):  # not glibc
-        return False
 
 
 def in_window(window: ActiveWindow | None, now: datetime) -> bool:
@@ -139,6 +108,8 @@ class Daemon:
         #: what the status page, /readyz and `status` show; updated as checks run
         self.board = Board(self.settings.targets, started_at=self._started_at)
         self._scheduler: AsyncIOScheduler | None = None
+        #: short full collections of the cyclic GC (housekeeping freezes what lives; see there)
+        self._collector = CollectorPolicy()
         #: which targets this daemon checks (one of several instances, or the only one)
         self.cluster = app.cluster
         self.cluster.on_acquired = self._acquired
@@ -255,6 +226,7 @@ class Daemon:
             await self.cluster.leave()  # the others take over at once, not after a lease
             self._default_signals(loop)
             await self._close()
+            self._collector.release()
             log.info("daemon_stopped")
 
     def _start_scheduler(self) -> AsyncIOScheduler:
@@ -507,6 +479,7 @@ class Daemon:
             self.metrics.store_error("housekeeping")
         except Exception:
             log.exception("housekeeping_failed")
+        self._collector.tick()  # after the store's work: what it allocated is frozen too
 
     async def _probe_store(self) -> None:
         """Does the store answer? The flag /readyz reads, and the outbox gauges."""
@@ -536,4 +509,4 @@ class Daemon:
         )
 
 
-__all__ = ["MMAP_THRESHOLD", "Daemon", "fix_mmap_threshold", "in_window", "startup_spread"]
+__all__ = ["Daemon", "in_window", "startup_spread"]

@@ -143,6 +143,10 @@ def test_daemon_schedules_serves_health_and_stops_on_sigterm(tmp_path: Path) -> 
             names = [entry.get("event") for entry in daemon.logs()]
             assert "daemon_stopped" in names
             assert not [e for e in daemon.logs() if e.get("level") in ("error", "critical")]
+            # the first housekeeping froze what the start made (monitor.heap.CollectorPolicy)
+            thawed = daemon.events_named("gc_thawed")
+            assert thawed, names
+            assert thawed[0]["frozen"] > 10_000
     assert kinds(tmp_path / "audit.jsonl") == [("change_pct_changed", "TMT/USD")]
 
 

@@ -1,4 +1,4 @@
-"""The daemon's malloc setting (``monitor.daemon.fix_mmap_threshold``): a big buffer freed goes
+"""The daemon's malloc setting (``monitor.heap.fix_mmap_threshold``): a big buffer freed goes
 back to the system, after another one too -- glibc's own default keeps it on the heap after the
 first (docs/performance.md, 5,000 targets: the ``/metrics`` page)."""
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not GLIBC, reason="a glibc malloc setting")
 #: frees a 20 MB buffer, then a 10 MB one, and prints the resident anonymous memory kept (MB)
 SCRIPT = """
 import sys
-from monitor.daemon import fix_mmap_threshold
+from monitor.heap import fix_mmap_threshold
 
 def anon():
     for line in open("/proc/self/status"):
