@@ -211,6 +211,7 @@ class Daemon:
         finally:
             grace = self.settings.monitor.grace_period
             log.info("daemon_stopping", grace_period=grace, inflight_checks=len(self._inflight))
+            self._collector.stop()  # first: whatever fails below, nothing stays frozen
             watch.cancel()
             # pause, not shutdown: APScheduler's shutdown cancels the jobs still running
             scheduler.pause()
@@ -226,7 +227,6 @@ class Daemon:
             await self.cluster.leave()  # the others take over at once, not after a lease
             self._default_signals(loop)
             await self._close()
-            self._collector.release()
             log.info("daemon_stopped")
 
     def _start_scheduler(self) -> AsyncIOScheduler:

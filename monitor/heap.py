@@ -90,10 +90,11 @@ class CollectorPolicy:
         self._thaw_every = thaw_every
         self._gc = collector
         self._thawed_at: float | None = None
+        self._stopped = False
 
     def tick(self) -> None:
         """Freeze what lives now; thaw and collect everything first if a thaw is due."""
-        if not self._gc.isenabled():
+        if self._stopped or not self._gc.isenabled():
             return
         now = self._clock()
         if self._thawed_at is None or now - self._thawed_at >= self._thaw_every:
@@ -111,8 +112,10 @@ class CollectorPolicy:
         else:
             self._gc.freeze()
 
-    def release(self) -> None:
-        """Thaw everything (the daemon stops: what it frees is the collector's again)."""
+    def stop(self) -> None:
+        """Thaw everything and freeze no more (the daemon stops: a housekeeping still running
+        ticks in vain). What the daemon leaves behind is the collector's again."""
+        self._stopped = True
         if self._thawed_at is not None:
             self._gc.unfreeze()
             self._thawed_at = None

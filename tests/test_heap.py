@@ -69,23 +69,29 @@ def test_a_disabled_collector_is_left_alone() -> None:
     gc = FakeCollector(enabled=False)
     policy = CollectorPolicy(clock=Clock(), collector=gc)
     policy.tick()
-    policy.release()
+    policy.stop()
     assert gc.calls == []
 
 
-def test_release_thaws_once_after_a_tick_and_the_next_tick_thaws_again() -> None:
+def test_stop_thaws_once_after_a_tick_and_later_ticks_do_nothing() -> None:
     gc = FakeCollector()
     policy = CollectorPolicy(clock=Clock(), collector=gc)
-    policy.release()
-    assert gc.calls == []  # nothing frozen yet
     policy.tick()
     gc.calls.clear()
-    policy.release()
-    policy.release()
+    policy.stop()
+    policy.stop()
     assert gc.calls == ["unfreeze"]
     gc.calls.clear()
+    policy.tick()  # a housekeeping that was still running when the daemon stopped
+    assert gc.calls == []
+
+
+def test_stop_before_any_tick_has_nothing_to_thaw() -> None:
+    gc = FakeCollector()
+    policy = CollectorPolicy(clock=Clock(), collector=gc)
+    policy.stop()
     policy.tick()
-    assert gc.calls == THAW
+    assert gc.calls == []
 
 
 #: the real collector: a cycle frozen by a tick waits for the thaw; a plain object frozen is
@@ -118,8 +124,8 @@ clock[0] = 3600.0
 policy.tick()  # the thaw
 seen["cycle_freed_by_thaw"] = cycle() is None
 seen["frozen_after_thaw"] = gc.get_freeze_count()
-policy.release()
-seen["frozen_after_release"] = gc.get_freeze_count()
+policy.stop()
+seen["frozen_after_stop"] = gc.get_freeze_count()
 print(json.dumps(seen))
 """
 
@@ -136,4 +142,4 @@ def test_the_real_collector_frees_frozen_cycles_at_the_thaw() -> None:
     assert seen["cycle_kept_while_frozen"] is True
     assert seen["cycle_freed_by_thaw"] is True
     assert seen["frozen_after_thaw"] > 1000
-    assert seen["frozen_after_release"] == 0
+    assert seen["frozen_after_stop"] == 0
