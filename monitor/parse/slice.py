@@ -23,10 +23,11 @@ The next time (:func:`read_slice`) the run is ``raw[start:len(raw) - tail]``, an
 
 * the page before it and after it must be what they were (their fingerprints): so the rest
   still holds no item, and everything around the run parses as it did;
-* split at its variable pieces (one regular expression, in C), its constant pieces must be the
-  same (the skeleton): the same elements, attributes, order and digit-less text, so only text
-  holding a digit can differ, and a variable piece holds no ``<`` or ``>``: it is a whole text
-  node where the old one was, and the blocks are the ones the DOM walk would see;
+* cut by its constant pieces' lengths (each variable piece runs to the next ``<``), its
+  constant pieces must be the same (the skeleton): the same elements, attributes, order and
+  digit-less text, so only text holding a digit can differ, and a variable piece holds no ``<``
+  or ``>``: it is a whole text node where the old one was, and the blocks are the ones the DOM
+  walk would see;
 * the read must give the same pairs, a date line if there was one, and two blocks past the last
   quote.
 
