@@ -23,11 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402 -- after the sys.path line
 
-from bench.parse import PAGE_KB  # noqa: E402 -- same
+from bench.parse import fast_path_pages  # noqa: E402 -- same
 from monitor.parse import reread  # noqa: E402 -- same
 from monitor.parse import slice as sl  # noqa: E402 -- same
 from monitor.parse.assemble import assemble  # noqa: E402 -- same
-from tests.pages import SEED_DATE, SEED_QUOTES, ticker_html  # noqa: E402 -- same
 
 
 def timed(func: Callable[[], object], calls: int) -> tuple[float, float, float]:
@@ -50,13 +49,7 @@ def timed(func: Callable[[], object], calls: int) -> tuple[float, float, float]:
 
 
 def parts() -> list[tuple[str, Callable[[], object]]]:
-    page = ticker_html(SEED_QUOTES, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB).encode()
-    moved = list(SEED_QUOTES)
-    moved[4] = ("TMT/USD", "0.28600", "-0.20")
-    changed = ticker_html(moved, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB).encode()
-    memo = reread(page).slice
-    if memo is None or reread(changed, hint=memo).how != "slice":
-        raise SystemExit("the seed page learned no slice: the fast path cannot be measured")
+    _, changed, memo = fast_path_pages()
     end = len(changed) - memo.tail
     view = memoryview(changed)
     span = changed[memo.start : end]

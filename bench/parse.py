@@ -39,6 +39,7 @@ from selectolax.lexbor import LexborHTMLParser  # noqa: E402 -- after the sys.pa
 from monitor.errors import ParseError  # noqa: E402 -- after the sys.path line, for a checkout
 from monitor.models import Snapshot  # noqa: E402 -- same
 from monitor.parse import parse, reread  # noqa: E402 -- same
+from monitor.parse.slice import Slice  # noqa: E402 -- same
 from monitor.reader import Reader  # noqa: E402 -- same
 from tests.pages import (  # noqa: E402 -- same
     MARQUEE_FORMS,
@@ -93,17 +94,24 @@ def measure(
     return samples, medians
 
 
-def cases() -> list[tuple[str, Callable[[], object]]]:
-    """Every case timed: the seed page by each route, the text fixtures, every markup form."""
+def fast_path_pages() -> tuple[str, bytes, Slice]:
+    """The seed page (~200 KB), the same page with TMT/USD moved, and the slice the first
+    taught: what the fast path reads (here and in ``bench/fastpath.py``)."""
     page = ticker_html(SEED_QUOTES, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB)
-    page_bytes = page.encode("utf-8")
-    seed_bytes = ticker_text(SEED_QUOTES, repeats=8, date_line=SEED_DATE).encode("utf-8")
     moved = list(SEED_QUOTES)
     moved[4] = ("TMT/USD", "0.28600", "-0.20")
     changed = ticker_html(moved, repeats=8, date_line=SEED_DATE, filler_kb=PAGE_KB).encode()
-    hint = reread(page_bytes).slice
+    hint = reread(page.encode("utf-8")).slice
     if hint is None or reread(changed, hint=hint).how != "slice":
         raise SystemExit("the seed page learned no slice: the fast path cannot be measured")
+    return page, changed, hint
+
+
+def cases() -> list[tuple[str, Callable[[], object]]]:
+    """Every case timed: the seed page by each route, the text fixtures, every markup form."""
+    page, changed, hint = fast_path_pages()
+    page_bytes = page.encode("utf-8")
+    seed_bytes = ticker_text(SEED_QUOTES, repeats=8, date_line=SEED_DATE).encode("utf-8")
     kb = len(page_bytes) // 1024
     checked: list[tuple[str, Callable[[], Snapshot]]] = [
         (f"seed {kb} KB, DOM route (whole read)", lambda: parse(page_bytes)),
