@@ -58,16 +58,9 @@ def parts() -> list[tuple[str, Callable[[], object]]]:
         raise SystemExit("the changed page does not fit its slice's template")
     constants, variables = cut
 
-    def decode_and_fill() -> list[str]:  # _fill's middle, as it is there
-        texts = b"<".join(variables).decode("utf-8", "replace").split("<")
-        refs = [text for text in set(texts) if "&" in text]
-        decoded = {text: sl.unescape(text) for text in refs}
-        pieces = [""] * (2 * len(texts) + 1)
-        pieces[0::2] = memo.template
-        pieces[1::2] = [decoded.get(text, text) for text in texts]
-        return "".join(pieces).split(sl._BREAK)
-
-    entries = decode_and_fill()
+    entries = sl._entries(variables, memo.template)
+    if entries is None:
+        raise SystemExit("the changed page's variable pieces do not read")
     fp = sl.fingerprint
     return [
         ("reference: Lexbor builds the page's DOM", lambda: LexborHTMLParser(changed)),
@@ -83,7 +76,7 @@ def parts() -> list[tuple[str, Callable[[], object]]]:
             lambda: sl._cut(span, memo.lengths),
         ),
         ("the skeleton's fingerprint", lambda: fp(b"".join(constants))),
-        ("decode and fill", decode_and_fill),
+        ("decode and fill", lambda: sl._entries(variables, memo.template)),
         (
             f"assemble ({len(entries)} blocks, {len(set(entries))} distinct)",
             lambda: assemble(

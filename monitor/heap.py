@@ -67,13 +67,13 @@ class CollectorPolicy:
 
     A full (generation 2) collection walks every object the collector tracks, with the event
     loop stopped. At 5,000 targets that is some 250,000 objects -- the targets' plans, jobs and
-    readers, the last quotes -- and 75-120 ms, every 15-45 s (``docs/performance.md``). Almost
+    readers, the last quotes -- and 75-117 ms, every 10-30 s (``docs/performance.md``). Almost
     all of them live as long as the daemon. So :meth:`tick` (the daemon's housekeeping, once a
     minute) freezes what has lived until now (:func:`gc.freeze`): a full collection then walks
     only what came since the last tick. Frozen objects are still freed when their last reference
     goes; what the collector alone would free (a cycle that became garbage after it was frozen)
     waits for the thaw: every ``thaw_every`` seconds -- and at the first tick -- everything is
-    thawed, collected once and frozen again: one full pause an hour instead of a hundred.
+    thawed, collected once and frozen again: one full pause an hour instead of hundreds.
 
     Does nothing while the collector is disabled (``gc.disable()``: the embedding program's
     choice). ``clock`` is monotonic seconds.

@@ -222,6 +222,22 @@ def _cut(span: bytes, lengths: array[int]) -> tuple[list[bytes], list[bytes]] | 
     return constants, variables
 
 
+def _entries(variables: list[bytes], template: tuple[str, ...]) -> list[str] | None:
+    """The block texts of a slice: its ``variable`` pieces decoded and filled into the decoded
+    ``template`` around them, split where blocks end; None when a piece refers to a character
+    that ``unescape`` would drop (:func:`_dropped_reference`)."""
+    # the variable pieces hold no "<": one decode for all of them, split where they were joined
+    texts = b"<".join(variables).decode("utf-8", "replace").split("<")
+    refs = [text for text in set(texts) if "&" in text]
+    if any(_dropped_reference(text) for text in refs if "&#" in text):
+        return None
+    decoded = {text: unescape(text) for text in refs}
+    parts = [""] * (2 * len(texts) + 1)
+    parts[0::2] = template
+    parts[1::2] = [decoded.get(text, text) for text in texts]
+    return "".join(parts).split(_BREAK)
+
+
 def _fill(
     span: bytes,
     memo: _Shape | Slice,
@@ -240,17 +256,8 @@ def _fill(
     constant = fingerprint(b"".join(constants))  # the lengths are fixed: no separator needed
     if skeleton is not None and constant != skeleton:
         return None
-    # the variable pieces hold no "<": one decode for all of them, split where they were joined
-    texts = b"<".join(variables).decode("utf-8", "replace").split("<")
-    refs = [text for text in set(texts) if "&" in text]
-    if any(_dropped_reference(text) for text in refs if "&#" in text):
-        return None
-    decoded = {text: unescape(text) for text in refs}
-    parts = [""] * (2 * len(texts) + 1)
-    parts[0::2] = memo.template
-    parts[1::2] = [decoded.get(text, text) for text in texts]
-    entries = "".join(parts).split(_BREAK)
-    if len(entries) != memo.blocks:  # a variable piece that decodes to _BREAK
+    entries = _entries(variables, memo.template)
+    if entries is None or len(entries) != memo.blocks:  # a piece that decodes to _BREAK
         return None
     known: dict[str, tuple[Quote, ...]] = {}
     result = assemble(
