@@ -37,7 +37,7 @@ from monitor.sinks.registry import build_sinks
 from monitor.store import ClusterStore
 from monitor.store.group import GroupCommit
 from monitor.store.open import open_store
-from monitor.transport import aiohttp_transport
+from monitor.transport import CookielessClient, aiohttp_transport
 
 __all__ = ["App", "build_app", "open_sinks", "plan_target", "store_for", "utc_now"]
 
@@ -114,7 +114,8 @@ class App:
 
 
 def _sink_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+    # an alert carries no receiver's session (and a response's Set-Cookie is not even read)
+    return CookielessClient(
         timeout=httpx.Timeout(15.0, connect=5.0),
         follow_redirects=False,
         transport=aiohttp_transport(),

@@ -33,7 +33,6 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -54,7 +53,7 @@ from monitor.errors import (
 )
 from monitor.models import Validators
 from monitor.redact import Scrubber
-from monitor.transport import LIMITS, aiohttp_transport
+from monitor.transport import LIMITS, CookielessClient, aiohttp_transport
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -406,7 +405,8 @@ class Fetcher:
         self._hosts: dict[str, _HostSlot] = {}
         self._owns_client = client is None
         if client is None:
-            client = httpx.AsyncClient(
+            # no cookie survives a fetch: checks stay independent
+            client = CookielessClient(
                 transport=aiohttp_transport() if transport is None else transport,
                 follow_redirects=False,  # followed in _attempt, counted and checked
                 trust_env=True,  # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE as httpx reads them
@@ -415,8 +415,6 @@ class Fetcher:
                 verify=True,
                 limits=LIMITS,
                 headers={"User-Agent": user_agent},
-                # no cookie survives a fetch: checks stay independent and the jar stays empty
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
         self._client = client
 

@@ -10,17 +10,24 @@ worker thread for every request (two thread hops, a file lookup); the transport 
 when the process started with a proxy variable set, so a daemon without a proxy pays nothing.
 The transport maps aiohttp's errors to httpx's, raised *from* aiohttp's own; the callers translate
 both at their boundary (``monitor.fetch``, ``monitor.sinks._http``).
+
+:class:`CookielessClient` is the ``httpx.AsyncClient`` the daemon sends with: it keeps no cookie
+(a check never depends on an earlier one, an alert never carries a receiver's session), and it
+does not even look at a response's ``Set-Cookie``. httpx hands every response to its cookie jar
+through a ``urllib.request.Request`` built for it, and a jar that refuses every cookie still pays
+for that: ~10 % of an unchanged check's CPU (``docs/performance.md``).
 """
 
 from __future__ import annotations
 
 import urllib.request
+from typing import Any
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["LIMITS", "aiohttp_transport"]
+__all__ = ["LIMITS", "CookielessClient", "aiohttp_transport"]
 
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
 #: the schemes whose ``*_PROXY`` variable aiohttp's ``trust_env`` honours
@@ -61,3 +68,29 @@ class _AiohttpTransport(AiohttpTransport):
         if request.url.userinfo:
             request.url = request.url.copy_with(username=None, password=None)
         return await super().handle_async_request(request)
+
+
+class _NoCookies(httpx.Cookies):
+    """Cookies that stay empty: a response's are not read."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class CookielessClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that keeps no cookie (see the module): its ``cookies`` are always
+    empty, so no request carries one unless its own headers do."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("cookies"):
+            raise ValueError("CookielessClient: it keeps no cookies")
+        super().__init__(**kwargs)
+        self._none = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._none
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise AttributeError("CookielessClient: it keeps no cookies")

@@ -36,7 +36,7 @@ from monitor.fetch import (
     safe_url,
 )
 from monitor.models import Validators
-from monitor.transport import proxies_configured
+from monitor.transport import CookielessClient, aiohttp_transport, proxies_configured
 from tests.servers import PageServer, Reply, Request, ThreadedPageServer
 
 PAGE = "<html><body><div class='ticker'>• KGS/USD = 0.01144 0%</div></body></html>"
@@ -745,3 +745,40 @@ def test_proxies_configured_reads_the_proxy_variables(monkeypatch: pytest.Monkey
     assert proxies_configured() is False
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:3128")
     assert proxies_configured() is True
+
+
+# --- cookies ------------------------------------------------------------------------------------
+
+SETS_A_COOKIE = Reply(
+    200,
+    body=PAGE.encode(),
+    headers=[("Content-Type", "text/html"), ("Set-Cookie", "session=s3cr3t; Path=/")],
+)
+
+
+async def test_no_cookie_survives_a_fetch(server: PageServer, fetcher: Fetcher) -> None:
+    server.route("/login", SETS_A_COOKIE)
+    await fetcher.fetch(server.url_for("/login"), policy=FAST)
+    await fetcher.fetch(server.url_for("/login"), policy=FAST)
+    await fetcher.fetch(server.url, policy=FAST)
+    assert len(server.requests) == 3
+    assert [r.headers.get("cookie") for r in server.requests] == [None, None, None]
+
+
+async def test_the_cookieless_client_sends_no_cookie_a_receiver_set(server: PageServer) -> None:
+    """The sinks' client (``monitor.app``): an alert never carries a receiver's session."""
+    server.route("/hook", SETS_A_COOKIE)
+    async with CookielessClient(transport=aiohttp_transport()) as client:
+        for _ in range(2):
+            response = await client.post(server.url_for("/hook"), content=b"{}")
+            assert response.headers["set-cookie"].startswith("session=")
+        assert len(client.cookies) == 0
+    assert [r.headers.get("cookie") for r in server.requests] == [None, None]
+
+
+def test_the_cookieless_client_refuses_cookies() -> None:
+    with pytest.raises(ValueError, match="keeps no cookies"):
+        CookielessClient(cookies={"session": "x"})
+    client = CookielessClient()
+    with pytest.raises(AttributeError, match="keeps no cookies"):
+        client.cookies = {"session": "x"}  # type: ignore[assignment]  # the refusal under test
