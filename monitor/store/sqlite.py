@@ -1,11 +1,11 @@
 """The SQLite store: the embedded default, one local file, one process.
 
-Every database call runs on ONE dedicated worker thread that owns the ``sqlite3`` connection
-(``loop.run_in_executor`` on a single-thread pool), so the event loop never blocks on disk I/O and
-calls are serialized without a lock. The connection runs in WAL mode with ``synchronous=FULL`` (a
-committed check survives a power cut), a 5 s busy timeout, foreign keys on, and autocommit off in
-the driver's sense: writes are explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any
-error.
+Every database call runs on ONE dedicated thread that owns the ``sqlite3`` connection
+(``monitor.store.thread.CallThread``: what ``run_in_executor`` on a one-thread pool does, for less
+CPU per call), so the event loop never blocks on disk I/O and calls are serialized without a lock.
+The connection runs in WAL mode with ``synchronous=FULL`` (a committed check survives a power
+cut), a 5 s busy timeout, foreign keys on, and autocommit off in the driver's sense: writes are
+explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error.
 ``sqlite3.Error`` never leaves this module; it becomes :class:`monitor.errors.StoreError`.
 
 Times are stored as fixed-width ISO-8601 UTC text (``2025-05-16T08:30:00.000000Z``): exact to the
@@ -52,12 +52,10 @@ and a mark per sink), not one (``docs/performance.md``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,6 +92,7 @@ from monitor.store.codec import (
     silence_of,
     target_state,
 )
+from monitor.store.thread import CallThread, Stopped
 
 log = structlog.get_logger("monitor.store")
 
@@ -453,8 +452,8 @@ class SqliteStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
-        self._executor: ThreadPoolExecutor | None = None
-        #: created, used and closed only on the executor's thread
+        self._thread: CallThread | None = None
+        #: created, used and closed only on that thread
         self._conn: sqlite3.Connection | None = None
 
     @property
@@ -464,16 +463,13 @@ class SqliteStore:
     # --- plumbing ------------------------------------------------------------------------------
 
     async def _call(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
-        executor = self._executor
-        if executor is None:
+        thread = self._thread
+        if thread is None:
             raise StoreError(f"{op}: the store is not open")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, self._guarded, op, work)
-        except RuntimeError as exc:
-            if "shutdown" in str(exc):  # the pool refused new work: aclose() ran meanwhile
-                raise StoreError(f"{op}: the store is closed") from None
-            raise
+            return await thread.call(lambda: self._guarded(op, work))
+        except Stopped:  # aclose() ran meanwhile
+            raise StoreError(f"{op}: the store is closed") from None
 
     def _guarded(self, op: str, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
@@ -494,15 +490,15 @@ class SqliteStore:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._executor is not None:
+        if self._thread is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        loop = asyncio.get_running_loop()
+        thread = self._thread = CallThread("sqlite-store")
+        thread.start()
         try:
-            await loop.run_in_executor(self._executor, self._connect)
+            await thread.call(self._connect)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            self._thread = None
+            await thread.stop()
             raise
 
     def _connect(self) -> None:
@@ -529,15 +525,11 @@ class SqliteStore:
         self._conn = conn
 
     async def aclose(self) -> None:
-        executor = self._executor
-        if executor is None:
+        thread = self._thread
+        if thread is None:
             return
-        self._executor = None
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(executor, self._disconnect)
-        finally:
-            executor.shutdown(wait=False)
+        self._thread = None
+        await thread.stop(last=self._disconnect)
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
