@@ -31,7 +31,7 @@ from monitor.parse import Grammar, ParseResult
 from monitor.reader import Memo, Reader
 from monitor.route import Route, route
 from monitor.settings import TargetConfig
-from monitor.store import Store
+from monitor.store import CheckLoad, Store
 from monitor.store.group import GroupCommit
 
 log = structlog.get_logger("monitor.check")
@@ -150,28 +150,48 @@ class Checker:
         self._memos: dict[str, Memo] = {}
 
     async def check(
-        self, plan: TargetPlan, *, next_check: datetime | None = None, remember: bool = True
+        self,
+        plan: TargetPlan,
+        *,
+        next_check: datetime | None = None,
+        remember: bool = True,
+        loaded: CheckLoad | None = None,
     ) -> CheckResult:
         """Check ``plan``'s target once; ``next_check`` (when the scheduler runs it again) goes
         into a failure's log line, so a person waiting knows when the next try is. Without
-        ``remember`` (a single run), the page is read whole and nothing is kept for a next read."""
+        ``remember`` (a single run), the page is read whole and nothing is kept for a next read.
+        ``loaded``: what ``Store.load_for_check`` gave just now (with the cluster's turn), used
+        unless the check waits for a free slot (then it reads them again, when it starts)."""
         check_id = uuid.uuid4().hex[:12]
         bind_check(plan.name, check_id)
         started = time.perf_counter()
+        if self._slots.locked():  # it will wait: what was loaded may be old by then
+            loaded = None
         try:
             async with self._slots:
-                result = await self._check(plan, check_id, next_check, remember=remember)
+                result = await self._check(
+                    plan, check_id, next_check, remember=remember, loaded=loaded
+                )
         finally:
             unbind_check()
         self._metrics.check_done(plan.name, result.outcome, time.perf_counter() - started)
         return result
 
     async def _check(
-        self, plan: TargetPlan, check_id: str, next_check: datetime | None, *, remember: bool
+        self,
+        plan: TargetPlan,
+        check_id: str,
+        next_check: datetime | None,
+        *,
+        remember: bool,
+        loaded: CheckLoad | None,
     ) -> CheckResult:
         now = self._clock()
-        # the silences come with the state: every instance sharing the store honours them
-        state, validators, silences = await self._store.load_for_check(plan.name, now=now)
+        # the silences come with the state: every instance sharing the store honours them (the
+        # route judges them at now: those loaded a moment ago are a superset of those active)
+        if loaded is None:
+            loaded = await self._store.load_for_check(plan.name, now=now)
+        state, validators, silences = loaded
         stored = state
         state = self._baseline_if_changed(state, plan)
         url = plan.config.url

@@ -49,7 +49,7 @@ from monitor.errors import StoreError
 from monitor.models import TargetState
 from monitor.owner import Owner
 from monitor.settings import TargetConfig
-from monitor.store import ClusterStore, Member, TargetLease
+from monitor.store import CheckLoad, ClusterStore, Member, TargetLease
 
 __all__ = [
     "Cluster",
@@ -113,6 +113,8 @@ class Turn:
     due_in: float | None = None
     #: who holds it, when another member does (as far as the last heartbeat knows)
     owner: str | None = None
+    #: asked to ``load``: what the check reads first (``Store.load_for_check``), read with the turn
+    loaded: CheckLoad | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,9 +407,10 @@ class Cluster:
 
     # --- each check ------------------------------------------------------------------------------
 
-    async def turn(self, config: TargetConfig) -> Turn:
+    async def turn(self, config: TargetConfig, *, load: bool = False) -> Turn:
         """May this member check ``config``'s target now? Held by another: no, without asking the
-        store. Held here: the store records the check's start unless it is not due yet."""
+        store. Held here: the store records the check's start unless it is not due yet; with
+        ``load``, a granted turn carries what the check reads first (one round trip, not two)."""
         name = config.name
         if name not in self.held:
             owner = self.view.owners.get(name) if self.view is not None else None
@@ -418,13 +421,14 @@ class Cluster:
             lease=self.policy.lease,
             spacing=spacing(config),
             now=self.clock(),
+            load=load,
         )
         if got is None:
             self.held.discard(name)
             log.warning("target_lost", target=name, reason="another instance holds it now")
             return Turn(check=False)
         if got.granted:
-            return Turn(check=True)
+            return Turn(check=True, loaded=got.loaded)
         return Turn(check=False, due_in=max(config.interval - (got.since_last or 0.0), 0.0))
 
     async def take_now(self, target: str) -> bool:

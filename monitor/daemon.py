@@ -362,11 +362,11 @@ class Daemon:
 
     async def _check(self, plan: TargetPlan, next_run: datetime | None) -> CheckResult | None:
         try:
-            turn = await self.cluster.turn(plan.config)
+            turn = await self.cluster.turn(plan.config, load=True)
             if not turn.check:
                 self._not_my_turn(plan, turn)
                 return None
-            result = await self.checker.check(plan, next_check=next_run)
+            result = await self.checker.check(plan, next_check=next_run, loaded=turn.loaded)
         except StoreError as exc:  # expected when the disk is full or the file locked: no trace
             log.warning("check_store_failed", target=plan.name, error=str(exc))
             self.metrics.store_error("check")

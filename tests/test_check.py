@@ -15,7 +15,9 @@ import signal
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,15 @@ from monitor.app import build_app
 from monitor.config_types import ActiveWindow
 from monitor.daemon import Daemon, in_window, startup_spread
 from monitor.logs import configure_logging
+from monitor.models import Validators
 from monitor.settings import Settings, load_settings, secret_values
 from tests.daemon_harness import alerts, page, write_config
 from tests.pages import ticker_text
-from tests.servers import PageServer, Reply
+from tests.servers import PageServer, Reply, Request
 from tests.store_backends import Clock
 
 BASE = {"TMT/USD": ("0.28575", "0")}
+T0 = datetime(2025, 5, 16, 9, 30, tzinfo=UTC)
 
 
 async def check(config: Path, clock: Clock | None = None) -> list[str]:
@@ -46,6 +50,51 @@ async def check(config: Path, clock: Clock | None = None) -> list[str]:
 
 def kinds(path: Path) -> list[tuple[str, str | None]]:
     return [(a["kind"], a["pair"]) for a in alerts(path)]
+
+
+async def test_a_check_uses_what_its_turn_loaded_unless_it_waits_for_a_slot(
+    tmp_path: Path,
+) -> None:
+    """The daemon's turn brings the state and silences (one round trip, ``Cluster.turn``); a
+    check that must wait for a free slot reads them again when it starts (they may be old)."""
+    async with PageServer(page(BASE)) as server:
+        config = write_config(
+            tmp_path, server.url, sinks=("audit",), monitor="max_concurrent_checks = 1\n"
+        )
+        app = await build_app(load_settings(config))
+        await app.store.open()
+        try:
+            (plan,) = app.plans
+            assert (await app.checker.check(plan)).outcome == "observed"  # the baseline
+            state, _, _ = await app.store.load_for_check(plan.name, now=T0)
+            assert state.snapshot is not None
+            moved = tuple(
+                replace(q, rate=Decimal("0.28570")) if q.pair == "TMT/USD" else q
+                for q in state.snapshot.quotes
+            )
+            # (no validators: the page server would answer 304 to the stored ones)
+            stale = (
+                replace(state, snapshot=replace(state.snapshot, quotes=moved)),
+                Validators(),
+                [],
+            )
+            # a free slot: the check compares the page with what it was given
+            assert (await app.checker.check(plan, loaded=stale)).events == 1
+            # the slot taken by a slow check: the check waits, then reads the stored state
+            arrived = asyncio.Event()
+
+            def slow_reply(_: Request) -> Reply:
+                arrived.set()  # the slow check holds the slot now
+                return Reply(200, body=page(BASE).encode(), delay=0.5)
+
+            server.script(slow_reply)
+            slow = asyncio.create_task(app.checker.check(plan))
+            await arrived.wait()
+            waited = await app.checker.check(plan, loaded=stale)
+            assert ((await slow).events, waited.events) == (0, 0)
+        finally:
+            await app.aclose()
+    assert kinds(tmp_path / "audit.jsonl") == []  # nothing delivered: no deliverer ran
 
 
 async def test_implausible_jump_is_refetched_and_a_glitch_never_alerts(tmp_path: Path) -> None:

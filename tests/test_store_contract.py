@@ -26,6 +26,7 @@ from monitor.models import (
     NewDelivery,
     Quote,
     Reading,
+    Silence,
     Snapshot,
     TargetState,
     Validators,
@@ -854,6 +855,48 @@ async def test_a_check_is_granted_once_per_spacing_and_says_how_long_ago_the_las
         "A",
         clock() + timedelta(seconds=15),
         clock(),
+    )
+
+
+async def test_a_granted_turn_asked_to_load_brings_what_load_for_check_gives(
+    store: ClusterStore, clock: Clock
+) -> None:
+    """The daemon's one round trip for a check's start: the turn and the load together."""
+    state = TargetState(consecutive_failures=2)
+    await store.commit_check(
+        "t",
+        state=state,
+        validators=Validators(etag="x"),
+        observed=None,
+        observed_at=clock(),
+        deliveries=[],
+    )
+    mine = Silence("a1", "t", None, None, clock(), clock() + timedelta(hours=2), "", "ops")
+    await store.add_silence(mine, now=clock())
+    other = Silence("b2", "u", None, None, clock(), clock() + timedelta(hours=2), "", "ops")
+    await store.add_silence(other, now=clock())
+    turn = await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock(), load=True)
+    assert turn == CheckTurn(
+        granted=True, since_last=None, loaded=(state, Validators(etag="x"), [mine])
+    )
+    assert turn.loaded == await store.load_for_check("t", now=clock())
+    # a turn not granted loads nothing (no check follows it) ...
+    clock.advance(1)
+    again = await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock(), load=True)
+    assert again == CheckTurn(granted=False, since_last=1.0)
+    # ... nor does one not asked to; a target never seen loads as fresh
+    assert await store.begin_check("u", owner="A", lease=15, spacing=60, now=clock()) == CheckTurn(
+        granted=True, since_last=None
+    )
+    fresh = await store.begin_check("v", owner="A", lease=15, spacing=60, now=clock(), load=True)
+    assert fresh == CheckTurn(
+        granted=True, since_last=None, loaded=(TargetState(), Validators(), [])
+    )
+    # a silence that has ended is not loaded
+    clock.advance(3 * 3600 - 1)
+    turn = await store.begin_check("t", owner="A", lease=15, spacing=60, now=clock(), load=True)
+    assert turn == CheckTurn(
+        granted=True, since_last=3 * 3600.0, loaded=(state, Validators(etag="x"), [])
     )
 
 

@@ -133,6 +133,11 @@ class TargetLease:
     checked_at: datetime | None = None
 
 
+CheckLoad = tuple[TargetState, Validators, list[Silence]]
+"""What a check reads before it fetches (:meth:`Store.load_for_check`): the target's state, its
+validators and its silences not yet ended."""
+
+
 @dataclass(frozen=True, slots=True)
 class CheckTurn:
     """The answer of :meth:`ClusterStore.begin_check` to the target's lease holder."""
@@ -141,6 +146,8 @@ class CheckTurn:
     granted: bool
     #: seconds since the target's previous check began, by the store's clock (None: never)
     since_last: float | None
+    #: granted and asked to ``load``: what :meth:`Store.load_for_check` gives at the same now
+    loaded: CheckLoad | None = None
 
 
 class Store(Protocol):
@@ -157,9 +164,7 @@ class Store(Protocol):
         """The stored state of a target; a fresh ``TargetState()`` for one never seen."""
         ...
 
-    async def load_for_check(
-        self, target: str, *, now: datetime
-    ) -> tuple[TargetState, Validators, list[Silence]]:
+    async def load_for_check(self, target: str, *, now: datetime) -> CheckLoad:
         """``load_target``, and the target's silences that have not ended at ``now`` (some may
         not have started yet), in one round trip."""
         ...
@@ -358,11 +363,20 @@ class ClusterStore(Store, Protocol):
         ...
 
     async def begin_check(
-        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+        self,
+        target: str,
+        *,
+        owner: str,
+        lease: float,
+        spacing: float,
+        now: datetime,
+        load: bool = False,
     ) -> CheckTurn | None:
         """Take or renew the target's lease (as :meth:`acquire_target`) and, unless its last
         check began less than ``spacing`` seconds ago, record that a check begins now, all in
         one step: of several instances asking, at most one is granted a check per ``spacing``.
+        With ``load``, a granted turn also carries what :meth:`Store.load_for_check` gives at
+        ``now`` (the check's next step: one round trip instead of two).
 
         None while another owner holds a live lease (nothing changes). Otherwise ``owner`` holds
         the lease, and the turn says whether it checks now and how long ago the last check began

@@ -31,6 +31,7 @@ from monitor.models import (
 )
 from monitor.store import (
     CheckCommit,
+    CheckLoad,
     CheckTurn,
     Member,
     Observation,
@@ -164,14 +165,17 @@ class MemoryStore:
         state_json, etag, last_modified = row
         return target_state(target, state_json), Validators(etag, last_modified)
 
-    async def load_for_check(
-        self, target: str, *, now: datetime
-    ) -> tuple[TargetState, Validators, list[Silence]]:
-        state, validators = await self.load_target(target)
-        at = utc(now)
-        silences = [
-            x for x in self.database.silences.values() if x.target == target and x.ends_at > at
-        ]
+    async def load_for_check(self, target: str, *, now: datetime) -> CheckLoad:
+        return self._load_for_check(await self._enter("load_for_check"), target, utc(now))
+
+    @staticmethod
+    def _load_for_check(db: MemoryDatabase, target: str, at: datetime) -> CheckLoad:
+        row = db.targets.get(target)
+        state, validators = TargetState(), Validators()
+        if row is not None:
+            state_json, etag, last_modified = row
+            state, validators = target_state(target, state_json), Validators(etag, last_modified)
+        silences = [x for x in db.silences.values() if x.target == target and x.ends_at > at]
         return state, validators, sorted(silences, key=lambda x: (x.starts_at, x.id))
 
     async def commit_check(
@@ -531,7 +535,14 @@ class MemoryStore:
         return held
 
     async def begin_check(
-        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+        self,
+        target: str,
+        *,
+        owner: str,
+        lease: float,
+        spacing: float,
+        now: datetime,
+        load: bool = False,
     ) -> CheckTurn | None:
         db = await self._enter("begin_check")
         at = utc(now)
@@ -542,7 +553,8 @@ class MemoryStore:
         granted = since is None or since >= spacing
         if granted:
             db.target_checks[target] = at
-        return CheckTurn(granted=granted, since_last=since)
+        loaded = self._load_for_check(db, target, at) if granted and load else None
+        return CheckTurn(granted=granted, since_last=since, loaded=loaded)
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime

@@ -52,6 +52,7 @@ from monitor.models import (
 from monitor.redact import LoggerGuard, Scrubber
 from monitor.store import (
     CheckCommit,
+    CheckLoad,
     CheckTurn,
     Member,
     Observation,
@@ -245,6 +246,26 @@ def _secrets_of(dsn: str, params: dict[str, Any]) -> list[str]:
     return found
 
 
+async def _load(conn: psycopg.AsyncConnection[Any], target: str, now: datetime) -> CheckLoad:
+    """``load_for_check`` on ``conn``: the target's state and its silences not ended at ``now``."""
+    cur = await conn.execute(
+        "SELECT state_json, etag, last_modified FROM targets WHERE name = %(name)s",
+        {"name": target},
+    )
+    row = await cur.fetchone()
+    cur = await conn.execute(
+        f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
+        " WHERE target = %(name)s AND ends_at > %(at)s ORDER BY starts_at, id",
+        {"name": target, "at": utc(now)},
+    )
+    silences = await cur.fetchall()
+    state, validators = TargetState(), Validators()
+    if row is not None:
+        state_json, etag, last_modified = row
+        state, validators = target_state(target, state_json), Validators(etag, last_modified)
+    return state, validators, [_silence(values) for values in silences]
+
+
 class PostgresStore:
     """:class:`monitor.store.ClusterStore` on a PostgreSQL database (see the module's docstring).
 
@@ -423,27 +444,10 @@ class PostgresStore:
         state_json, etag, last_modified = rows[0]
         return target_state(target, state_json), Validators(etag, last_modified)
 
-    async def load_for_check(
-        self, target: str, *, now: datetime
-    ) -> tuple[TargetState, Validators, list[Silence]]:
+    async def load_for_check(self, target: str, *, now: datetime) -> CheckLoad:
         """``load_target`` and the target's silences not yet ended, on one connection."""
         async with self._conn("load_for_check") as conn:
-            cur = await conn.execute(
-                "SELECT state_json, etag, last_modified FROM targets WHERE name = %(name)s",
-                {"name": target},
-            )
-            row = await cur.fetchone()
-            cur = await conn.execute(
-                f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
-                " WHERE target = %(name)s AND ends_at > %(at)s ORDER BY starts_at, id",
-                {"name": target, "at": utc(now)},
-            )
-            silences = await cur.fetchall()
-        state, validators = TargetState(), Validators()
-        if row is not None:
-            state_json, etag, last_modified = row
-            state, validators = target_state(target, state_json), Validators(etag, last_modified)
-        return state, validators, [_silence(values) for values in silences]
+            return await _load(conn, target, now)
 
     async def commit_check(
         self,
@@ -959,7 +963,14 @@ class PostgresStore:
         return sorted(str(r[0]) for r in rows)
 
     async def begin_check(
-        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+        self,
+        target: str,
+        *,
+        owner: str,
+        lease: float,
+        spacing: float,
+        now: datetime,
+        load: bool = False,
     ) -> CheckTurn | None:
         params = self._p(target=target, owner=owner, lease=lease, spacing=spacing)
         async with self._tx("begin_check") as conn:
@@ -989,7 +1000,8 @@ class PostgresStore:
                     ),
                     params,
                 )
-        return CheckTurn(granted=granted, since_last=since)
+            loaded = await _load(conn, target, now) if granted and load else None
+        return CheckTurn(granted=granted, since_last=since, loaded=loaded)
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime

@@ -56,6 +56,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,6 +75,7 @@ from monitor.models import (
 )
 from monitor.store import (
     CheckCommit,
+    CheckLoad,
     CheckTurn,
     Member,
     Observation,
@@ -443,6 +445,22 @@ _NEWEST_OF_TARGET_SINCE = (
 )
 
 
+_LoadRows = tuple[tuple[str, str | None, str | None] | None, list[tuple[Any, ...]]]
+
+
+def _load(conn: sqlite3.Connection, target: str, at: str) -> _LoadRows:
+    """The rows of ``load_for_check``: the target's state and its silences not ended at ``at``."""
+    row: tuple[str, str | None, str | None] | None = conn.execute(
+        "SELECT state_json, etag, last_modified FROM targets WHERE name = ?", (target,)
+    ).fetchone()
+    silences = conn.execute(
+        f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
+        " WHERE target = ? AND ends_at > ? ORDER BY starts_at, id",
+        (target, at),
+    ).fetchall()
+    return row, silences
+
+
 class SqliteStore:
     """:class:`monitor.store.ClusterStore` on a local SQLite file (or ``":memory:"``, for one
     process)."""
@@ -558,27 +576,16 @@ class SqliteStore:
         state_json, etag, last_modified = row
         return target_state(target, state_json), Validators(etag, last_modified)
 
-    async def load_for_check(
-        self, target: str, *, now: datetime
-    ) -> tuple[TargetState, Validators, list[Silence]]:
+    async def load_for_check(self, target: str, *, now: datetime) -> CheckLoad:
         """``load_target`` and the silences of ``target`` not yet ended at ``now``, in one call
         to the database thread (a check reads both)."""
         at = _ts(now)
+        return self._loaded(
+            target, await self._call("load_for_check", lambda c: _load(c, target, at))
+        )
 
-        def work(
-            conn: sqlite3.Connection,
-        ) -> tuple[tuple[str, str | None, str | None] | None, list[tuple[Any, ...]]]:
-            row: tuple[str, str | None, str | None] | None = conn.execute(
-                "SELECT state_json, etag, last_modified FROM targets WHERE name = ?", (target,)
-            ).fetchone()
-            silences = conn.execute(
-                f"SELECT {_SILENCE_COLUMNS} FROM silences"  # noqa: S608 -- fixed column names
-                " WHERE target = ? AND ends_at > ? ORDER BY starts_at, id",
-                (target, at),
-            ).fetchall()
-            return row, silences
-
-        row, silences = await self._call("load_for_check", work)
+    def _loaded(self, target: str, rows: _LoadRows) -> CheckLoad:
+        row, silences = rows
         state, validators = self._state(target, row)
         return state, validators, [_silence(values) for values in silences]
 
@@ -1142,12 +1149,19 @@ class SqliteStore:
         return await self._write_unsynced("renew_targets", write)
 
     async def begin_check(
-        self, target: str, *, owner: str, lease: float, spacing: float, now: datetime
+        self,
+        target: str,
+        *,
+        owner: str,
+        lease: float,
+        spacing: float,
+        now: datetime,
+        load: bool = False,
     ) -> CheckTurn | None:
         at = _ts(now)
         until = _ts(now + timedelta(seconds=lease))
 
-        def write(conn: sqlite3.Connection) -> CheckTurn | None:
+        def write(conn: sqlite3.Connection) -> tuple[CheckTurn, _LoadRows | None] | None:
             won = conn.execute(
                 _TAKE_LEASE,
                 (target, owner, until, at),
@@ -1167,9 +1181,14 @@ class SqliteStore:
                     " ON CONFLICT (target) DO UPDATE SET checked_at = excluded.checked_at",
                     (target, at),
                 )
-            return CheckTurn(granted=granted, since_last=since)
+            rows = _load(conn, target, at) if granted and load else None
+            return CheckTurn(granted=granted, since_last=since), rows
 
-        return await self._write_unsynced("begin_check", write)
+        got = await self._write_unsynced("begin_check", write)
+        if got is None:
+            return None
+        turn, rows = got
+        return turn if rows is None else replace(turn, loaded=self._loaded(target, rows))
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime
