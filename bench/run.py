@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -96,6 +97,17 @@ def show_pipeline(data: dict[str, Any]) -> None:
     )
     for n, got in data.items():
         d, r = got["daemon"], got["reference"]
+        rounds = got.get("rounds", [])
+        if len(rounds) > 1:
+            for case, label in (("u", "unchanged"), ("c", "changing")):
+                xs = [x[f"x_ref_{case}"] for x in rounds if x[f"x_ref_{case}"] is not None]
+                if xs:
+                    print(
+                        f"  {n:>5} targets  {label:<9} {len(xs)} pairs: median"
+                        f" {statistics.median(xs):5.2f} x ref (min {min(xs):.2f}, max"
+                        f" {max(xs):.2f}); ms {', '.join(_fmt(x[f'cpu_ms_{case}']).strip() for x in rounds)}"
+                        f" against {', '.join(_fmt(x[f'ref_cpu_ms_{case}']).strip() for x in rounds)}"
+                    )
         print(
             f"  {n:>5} targets  unchanged {_fmt(d['cpu_ms_u'])} ms (ref {_fmt(r['cpu_ms_u'])},"
             f" {_fmt(ratio(d['cpu_ms_u'], r['cpu_ms_u']), '5.2f')} x ref)"
