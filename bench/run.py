@@ -14,7 +14,7 @@ Sections (each module's docstring says how it measures):
 Every figure that has a reference in the same run is also given as a ratio to it, since the
 machine is shared and absolute figures swing. Knobs: ``BENCH_SCALES`` (``100,1000,5000``),
 ``BENCH_ONCE`` (``100,500``), ``BENCH_SECTIONS`` (``parse,pipeline,once,scheduler,startup``),
-``BENCH_OUT`` (``bench/results.json``). About 9 minutes in all (docs/performance.md).
+``BENCH_OUT`` (``bench/results.json``). About 8–9 minutes in all (docs/performance.md).
 """
 
 from __future__ import annotations
