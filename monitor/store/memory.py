@@ -158,7 +158,10 @@ class MemoryStore:
     # --- targets -------------------------------------------------------------------------------
 
     async def load_target(self, target: str) -> tuple[TargetState, Validators]:
-        db = await self._enter("load_target")
+        return self._target(await self._enter("load_target"), target)
+
+    @staticmethod
+    def _target(db: MemoryDatabase, target: str) -> tuple[TargetState, Validators]:
         row = db.targets.get(target)
         if row is None:
             return TargetState(), Validators()
@@ -170,11 +173,7 @@ class MemoryStore:
 
     @staticmethod
     def _load_for_check(db: MemoryDatabase, target: str, at: datetime) -> CheckLoad:
-        row = db.targets.get(target)
-        state, validators = TargetState(), Validators()
-        if row is not None:
-            state_json, etag, last_modified = row
-            state, validators = target_state(target, state_json), Validators(etag, last_modified)
+        state, validators = MemoryStore._target(db, target)
         silences = [x for x in db.silences.values() if x.target == target and x.ends_at > at]
         return state, validators, sorted(silences, key=lambda x: (x.starts_at, x.id))
 

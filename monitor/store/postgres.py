@@ -259,11 +259,17 @@ async def _load(conn: psycopg.AsyncConnection[Any], target: str, now: datetime) 
         {"name": target, "at": utc(now)},
     )
     silences = await cur.fetchall()
-    state, validators = TargetState(), Validators()
-    if row is not None:
-        state_json, etag, last_modified = row
-        state, validators = target_state(target, state_json), Validators(etag, last_modified)
+    state, validators = _target(target, row)
     return state, validators, [_silence(values) for values in silences]
+
+
+def _target(target: str, row: Sequence[Any] | None) -> tuple[TargetState, Validators]:
+    """A ``targets`` row (``state_json, etag, last_modified``) as the target's state; a fresh one
+    for none."""
+    if row is None:
+        return TargetState(), Validators()
+    state_json, etag, last_modified = row
+    return target_state(target, state_json), Validators(etag, last_modified)
 
 
 class PostgresStore:
@@ -439,10 +445,7 @@ class PostgresStore:
             "SELECT state_json, etag, last_modified FROM targets WHERE name = %(name)s",
             {"name": target},
         )
-        if not rows:
-            return TargetState(), Validators()
-        state_json, etag, last_modified = rows[0]
-        return target_state(target, state_json), Validators(etag, last_modified)
+        return _target(target, rows[0] if rows else None)
 
     async def load_for_check(self, target: str, *, now: datetime) -> CheckLoad:
         """``load_target`` and the target's silences not yet ended, on one connection."""
