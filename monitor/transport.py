@@ -85,11 +85,11 @@ class CookielessClient(httpx.AsyncClient):
         if kwargs.get("cookies"):
             raise ValueError("CookielessClient: it keeps no cookies")
         super().__init__(**kwargs)
-        self._none = _NoCookies()
+        self._empty = _NoCookies()
 
     @property
     def cookies(self) -> httpx.Cookies:
-        return self._none
+        return self._empty
 
     @cookies.setter
     def cookies(self, cookies: object) -> None:

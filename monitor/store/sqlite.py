@@ -56,7 +56,6 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -445,11 +444,8 @@ _NEWEST_OF_TARGET_SINCE = (
 )
 
 
-_LoadRows = tuple[tuple[str, str | None, str | None] | None, list[tuple[Any, ...]]]
-
-
-def _load(conn: sqlite3.Connection, target: str, at: str) -> _LoadRows:
-    """The rows of ``load_for_check``: the target's state and its silences not ended at ``at``."""
+def _load(conn: sqlite3.Connection, target: str, at: str) -> CheckLoad:
+    """``load_for_check`` on ``conn``: the target's state and its silences not ended at ``at``."""
     row: tuple[str, str | None, str | None] | None = conn.execute(
         "SELECT state_json, etag, last_modified FROM targets WHERE name = ?", (target,)
     ).fetchone()
@@ -458,7 +454,8 @@ def _load(conn: sqlite3.Connection, target: str, at: str) -> _LoadRows:
         " WHERE target = ? AND ends_at > ? ORDER BY starts_at, id",
         (target, at),
     ).fetchall()
-    return row, silences
+    state, validators = SqliteStore._state(target, row)
+    return state, validators, [_silence(values) for values in silences]
 
 
 class SqliteStore:
@@ -580,14 +577,7 @@ class SqliteStore:
         """``load_target`` and the silences of ``target`` not yet ended at ``now``, in one call
         to the database thread (a check reads both)."""
         at = _ts(now)
-        return self._loaded(
-            target, await self._call("load_for_check", lambda c: _load(c, target, at))
-        )
-
-    def _loaded(self, target: str, rows: _LoadRows) -> CheckLoad:
-        row, silences = rows
-        state, validators = self._state(target, row)
-        return state, validators, [_silence(values) for values in silences]
+        return await self._call("load_for_check", lambda conn: _load(conn, target, at))
 
     async def commit_check(
         self,
@@ -1161,7 +1151,7 @@ class SqliteStore:
         at = _ts(now)
         until = _ts(now + timedelta(seconds=lease))
 
-        def write(conn: sqlite3.Connection) -> tuple[CheckTurn, _LoadRows | None] | None:
+        def write(conn: sqlite3.Connection) -> CheckTurn | None:
             won = conn.execute(
                 _TAKE_LEASE,
                 (target, owner, until, at),
@@ -1181,14 +1171,10 @@ class SqliteStore:
                     " ON CONFLICT (target) DO UPDATE SET checked_at = excluded.checked_at",
                     (target, at),
                 )
-            rows = _load(conn, target, at) if granted and load else None
-            return CheckTurn(granted=granted, since_last=since), rows
+            loaded = _load(conn, target, at) if granted and load else None
+            return CheckTurn(granted=granted, since_last=since, loaded=loaded)
 
-        got = await self._write_unsynced("begin_check", write)
-        if got is None:
-            return None
-        turn, rows = got
-        return turn if rows is None else replace(turn, loaded=self._loaded(target, rows))
+        return await self._write_unsynced("begin_check", write)
 
     async def renew_claims(
         self, ids: Sequence[int], *, owner: str, lease: float, now: datetime

@@ -5,8 +5,8 @@ without a lock, and the loop never waits on the disk. It is ``loop.run_in_execut
 one-thread pool, without the pool: a call is a (loop, future, function) triple on a
 ``queue.SimpleQueue``; the thread runs it and hands the outcome to the loop with one
 ``call_soon_threadsafe``. That skips the pool's work item, its ``concurrent.futures.Future``
-(a condition variable) and ``wrap_future``'s chaining: an empty call costs 61-71 µs of CPU here
-instead of 88-101 µs (``docs/performance.md``), and an unchanged check makes two.
+(a condition variable) and ``wrap_future``'s chaining: an empty call costs ~76 µs of CPU here
+instead of ~101 µs (``bench/overheads.py``, ``docs/performance.md``), and every check makes one.
 
 As with the pool, a call whose caller was cancelled before the thread reached it is not run, and
 one the thread had started runs to its end (its outcome is dropped).
@@ -50,10 +50,7 @@ class CallThread:
         """``fn()``'s result (or exception), run on the thread after the calls before it."""
         if self._stopped:
             raise Stopped("the thread takes no more calls")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((loop, future, fn))
-        return await future
+        return await self._submit(fn)
 
     async def stop(self, last: Callable[[], None] | None = None) -> None:
         """Take no more calls; run ``last`` after those already given, then end the thread
@@ -63,12 +60,15 @@ class CallThread:
         self._stopped = True
         try:
             if last is not None:
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[None] = loop.create_future()
-                self._queue.put((loop, future, last))
-                await future
+                await self._submit(last)
         finally:
             self._queue.put(_END)
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, fn))
+        return await future
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not _END:
